@@ -1,0 +1,157 @@
+"""The LA 2018 dataset in the UA-MT layout, its training transforms and the two-stream batch sampler.
+
+Layout of `root`: `train.list`, `test.list` (one case ID a line) and `2018LA_Seg_Training Set/<ID>/mri_norm2.h5`
+holding 'image' (float32, normalised per volume) and 'label' (uint8).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+CASES_FOLDER = "2018LA_Seg_Training Set"
+CASE_FILE = "mri_norm2.h5"
+
+
+class DataError(Exception):
+    """A problem with the user's data; its message names the file and the fix."""
+
+
+def read_list(root: str | Path, split: str) -> list[str]:
+    path = Path(root) / f"{split}.list"
+    if not path.is_file():
+        raise DataError(f"{path}: list file not found; --root_path must hold train.list and test.list")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def case_path(root: str | Path, case_id: str) -> Path:
+    return Path(root) / CASES_FOLDER / case_id / CASE_FILE
+
+
+def read_case(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(image float32, label uint8) of one h5 case."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(
+            f"{path}: case file not found; every ID in the list needs <root>/{CASES_FOLDER}/<ID>/{CASE_FILE}"
+        )
+    try:
+        with h5py.File(path, "r") as h5:
+            image = np.asarray(h5["image"][:], dtype=np.float32)
+            label = np.asarray(h5["label"][:], dtype=np.uint8)
+    except (OSError, KeyError) as error:
+        raise DataError(
+            f"{path}: cannot read 'image' and 'label' ({error}); rewrite the file with both datasets"
+        ) from error
+    if image.shape != label.shape:
+        raise DataError(f"{path}: image shape {image.shape} differs from label shape {label.shape}; resample the label")
+    return image, label
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Training transforms. Each takes its own random generator, so an item's augmentation depends only on the seed the
+# sampler gave it, whatever the number of loader workers.
+
+
+def random_rot_flip(image: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """rot90 by k in {0,1,2,3} in the axial plane (axes 0, 1), then a flip along axis 0 or 1 (always one)."""
+    k = int(rng.integers(0, 4))
+    axis = int(rng.integers(0, 2))
+    image = np.flip(np.rot90(image, k, axes=(0, 1)), axis=axis)
+    label = np.flip(np.rot90(label, k, axes=(0, 1)), axis=axis)
+    return image, label
+
+
+def pad_to_patch(image: np.ndarray, label: np.ndarray, patch_size: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-pad as the UA-MT release does: if any side is not larger than the patch, every side gets
+    max((patch - side) // 2 + 3, 0) voxels on both ends, so each side ends up larger than the patch."""
+    if all(s > p for s, p in zip(label.shape, patch_size)):
+        return image, label
+    pads = [(max((p - s) // 2 + 3, 0),) * 2 for s, p in zip(label.shape, patch_size)]
+    return np.pad(image, pads, mode="constant"), np.pad(label, pads, mode="constant")
+
+
+def random_crop(
+    image: np.ndarray, label: np.ndarray, patch_size: Sequence[int], rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    image, label = pad_to_patch(image, label, patch_size)
+    # Start drawn from [0, side - patch) with the upper end excluded, as in the UA-MT release.
+    starts = [int(rng.integers(0, s - p)) for s, p in zip(image.shape, patch_size)]
+    window = tuple(slice(a, a + p) for a, p in zip(starts, patch_size))
+    return image[window], label[window]
+
+
+class TrainTransform:
+    """Random rot90 + flip, then a random crop to `patch_size` (UA-MT's RandomRotFlip, RandomCrop)."""
+
+    def __init__(self, patch_size: Sequence[int]):
+        self.patch_size = tuple(patch_size)
+
+    def __call__(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        image, label = random_rot_flip(image, label, rng)
+        return random_crop(image, label, self.patch_size, rng)
+
+
+class LAHeart(Dataset):
+    """Cases of one list, read once into memory. An item key is an index, or (index, seed) to augment."""
+
+    def __init__(self, root: str | Path, ids: Sequence[str], transform: TrainTransform | None = None):
+        self.root = Path(root)
+        self.ids = list(ids)
+        self.transform = transform
+        # Volumes are small (about 13 MB each): read and decompress them once, not on every step.
+        self.cases = [read_case(case_path(self.root, case_id)) for case_id in self.ids]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        index, seed = key if isinstance(key, tuple) else (key, 0)
+        image, label = self.cases[index]
+        if self.transform is not None:
+            image, label = self.transform(image, label, np.random.default_rng(seed))
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)[None]),
+            "label": torch.from_numpy(np.ascontiguousarray(label).astype(np.int64)),
+        }
+
+
+class TwoStreamBatchSampler(Sampler):
+    """Batches of `labeled_bs` labelled and `batch_size - labeled_bs` unlabelled items.
+
+    An epoch is one shuffled pass over the labelled indices (len(labeled) // labeled_bs batches); the unlabelled
+    stream starts a fresh shuffle each epoch, chaining more shuffles only if an epoch needs more items than exist.
+    Each item comes with a seed for its augmentation. With batch_size == labeled_bs it is a plain shuffled sampler.
+    """
+
+    def __init__(self, labeled: Sequence[int], unlabeled: Sequence[int], batch_size: int, labeled_bs: int, seed: int):
+        if not 0 < labeled_bs <= len(labeled):
+            raise ValueError(f"labeled_bs={labeled_bs} must be in 1..{len(labeled)} (the number of labelled cases)")
+        if labeled_bs > batch_size or (batch_size > labeled_bs and not unlabeled):
+            raise ValueError(f"batch_size={batch_size} needs labeled_bs <= batch_size and unlabelled cases to fill it")
+        self.labeled = np.asarray(labeled)
+        self.unlabeled = np.asarray(unlabeled)
+        self.labeled_bs = labeled_bs
+        self.unlabeled_bs = batch_size - labeled_bs
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.labeled) // self.labeled_bs
+
+    def _unlabeled_stream(self, count: int) -> np.ndarray:
+        shuffles = [self.rng.permutation(self.unlabeled) for _ in range(-(-count // max(len(self.unlabeled), 1)))]
+        return np.concatenate(shuffles)[:count] if shuffles else self.unlabeled[:0]
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        labeled = self.rng.permutation(self.labeled)
+        unlabeled = self._unlabeled_stream(len(self) * self.unlabeled_bs)
+        for b in range(len(self)):
+            items = list(labeled[b * self.labeled_bs : (b + 1) * self.labeled_bs])
+            items += list(unlabeled[b * self.unlabeled_bs : (b + 1) * self.unlabeled_bs])
+            seeds = self.rng.integers(0, 2**31 - 1, size=len(items))
+            yield [(int(i), int(s)) for i, s in zip(items, seeds)]

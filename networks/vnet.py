@@ -1,0 +1,113 @@
+"""V-Net as used by UA-MT (Yu et al., MICCAI 2019; Milletari et al., 3DV 2016).
+
+Encoder stages of 1-2-3-3-3 convolutions, decoder stages of 3-3-2-1, every convolution 3x3x3 + BatchNorm + ReLU
+(no residual connections, as in the UA-MT release), 2x2x2 stride-2 (de)convolutions between stages, skips added.
+Dropout3d(0.5) on the bottleneck and on the last decoder features gives the Monte-Carlo samples of the teacher.
+
+Module names follow the UA-MT release, so its checkpoints load here and ours load there.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+# Four stride-2 stages: every input side must be divisible by 2**4.
+SIDE_MULTIPLE = 16
+
+
+def _conv_bn_relu(conv: nn.Module, channels: int) -> list[nn.Module]:
+    return [conv, nn.BatchNorm3d(channels), nn.ReLU(inplace=True)]
+
+
+class ConvBlock(nn.Module):
+    """`n_convs` x (3x3x3 conv + BN + ReLU)."""
+
+    def __init__(self, n_convs: int, in_channels: int, out_channels: int):
+        super().__init__()
+        layers: list[nn.Module] = []
+        for i in range(n_convs):
+            conv = nn.Conv3d(in_channels if i == 0 else out_channels, out_channels, kernel_size=3, padding=1)
+            layers += _conv_bn_relu(conv, out_channels)
+        self.conv = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class DownBlock(nn.Module):
+    """Halve every side: 2x2x2 stride-2 conv + BN + ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.conv = nn.Sequential(*_conv_bn_relu(nn.Conv3d(in_channels, out_channels, 2, stride=2), out_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class UpBlock(nn.Module):
+    """Double every side: 2x2x2 stride-2 transposed conv + BN + ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        deconv = nn.ConvTranspose3d(in_channels, out_channels, 2, stride=2)
+        self.conv = nn.Sequential(*_conv_bn_relu(deconv, out_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class VNet(nn.Module):
+    """V-Net with 16-32-64-128-256 channels; `has_dropout` switches the two Dropout3d layers on."""
+
+    def __init__(self, n_channels: int = 1, n_classes: int = 2, n_filters: int = 16, has_dropout: bool = True):
+        super().__init__()
+        self.has_dropout = has_dropout
+        f = n_filters
+        self.block_one = ConvBlock(1, n_channels, f)
+        self.block_one_dw = DownBlock(f, 2 * f)
+        self.block_two = ConvBlock(2, 2 * f, 2 * f)
+        self.block_two_dw = DownBlock(2 * f, 4 * f)
+        self.block_three = ConvBlock(3, 4 * f, 4 * f)
+        self.block_three_dw = DownBlock(4 * f, 8 * f)
+        self.block_four = ConvBlock(3, 8 * f, 8 * f)
+        self.block_four_dw = DownBlock(8 * f, 16 * f)
+        self.block_five = ConvBlock(3, 16 * f, 16 * f)
+        self.block_five_up = UpBlock(16 * f, 8 * f)
+        self.block_six = ConvBlock(3, 8 * f, 8 * f)
+        self.block_six_up = UpBlock(8 * f, 4 * f)
+        self.block_seven = ConvBlock(3, 4 * f, 4 * f)
+        self.block_seven_up = UpBlock(4 * f, 2 * f)
+        self.block_eight = ConvBlock(2, 2 * f, 2 * f)
+        self.block_eight_up = UpBlock(2 * f, f)
+        self.block_nine = ConvBlock(1, f, f)
+        self.out_conv = nn.Conv3d(f, n_classes, kernel_size=1)
+        # Dropout3d is only active in train() mode; has_dropout=False removes it altogether (the test-time network).
+        self.dropout = nn.Dropout3d(p=0.5)
+
+    def _maybe_dropout(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(x) if self.has_dropout else x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bad = [s for s in x.shape[2:] if s % SIDE_MULTIPLE]
+        if x.dim() != 5 or bad:
+            raise ValueError(
+                f"VNet needs input of shape (batch, channels, W, H, D) with every side a multiple of {SIDE_MULTIPLE}; "
+                f"got {tuple(x.shape)}. Choose --patch_size sides divisible by {SIDE_MULTIPLE}."
+            )
+        x1 = self.block_one(x)
+        x2 = self.block_two(self.block_one_dw(x1))
+        x3 = self.block_three(self.block_two_dw(x2))
+        x4 = self.block_four(self.block_three_dw(x3))
+        x5 = self._maybe_dropout(self.block_five(self.block_four_dw(x4)))
+
+        x6 = self.block_six(self.block_five_up(x5) + x4)
+        x7 = self.block_seven(self.block_six_up(x6) + x3)
+        x8 = self.block_eight(self.block_seven_up(x7) + x2)
+        x9 = self._maybe_dropout(self.block_nine(self.block_eight_up(x8) + x1))
+        return self.out_conv(x9)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

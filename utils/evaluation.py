@@ -1,0 +1,89 @@
+"""Sliding-window inference and the paper's per-case metrics (medpy, as UA-MT computed them)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from medpy import metric
+from torch import nn
+
+METRICS = ("dice", "jaccard", "hd95", "asd", "precision", "recall")
+DISTANCE_METRICS = ("hd95", "asd")
+
+
+def window_starts(side: int, patch: int, stride: int) -> list[int]:
+    """ceil((side - patch) / stride) + 1 starts, stride apart, the last clamped so the window ends at the edge."""
+    count = math.ceil((side - patch) / stride) + 1
+    return [min(stride * i, side - patch) for i in range(count)]
+
+
+@torch.inference_mode()
+def sliding_window_probability(
+    net: nn.Module,
+    image: np.ndarray,
+    patch_size: Sequence[int],
+    stride_xy: int,
+    stride_z: int,
+    num_classes: int,
+    device: torch.device | str = "cpu",
+    windows_per_batch: int = 4,
+) -> torch.Tensor:
+    """Softmax averaged uniformly over every window covering a voxel, shape (C, W, H, D), on `device`.
+
+    A volume smaller than the patch is zero-padded (left: half the padding, right: the rest) and the padding cut
+    off again. Windows are independent in eval mode, so batching them changes nothing but speed.
+    """
+    shape = image.shape
+    pads = [max(p - s, 0) for s, p in zip(shape, patch_size)]
+    padded = np.pad(image, [(p // 2, p - p // 2) for p in pads], mode="constant")
+    volume = torch.from_numpy(np.ascontiguousarray(padded, dtype=np.float32)).to(device)
+    strides = (stride_xy, stride_xy, stride_z)
+    starts = [window_starts(s, p, st) for s, p, st in zip(volume.shape, patch_size, strides)]
+    corners = [(x, y, z) for x in starts[0] for y in starts[1] for z in starts[2]]
+
+    score = torch.zeros((num_classes, *volume.shape), device=device)
+    count = torch.zeros(volume.shape, device=device)
+    for first in range(0, len(corners), windows_per_batch):
+        chunk = corners[first : first + windows_per_batch]
+        windows = [tuple(slice(c, c + p) for c, p in zip(corner, patch_size)) for corner in chunk]
+        batch = torch.stack([volume[w] for w in windows])[:, None]
+        probability = torch.softmax(net(batch).float(), dim=1)
+        for w, prob in zip(windows, probability):
+            score[(slice(None), *w)] += prob
+            count[w] += 1
+    score /= count
+    crop = tuple(slice(p // 2, p // 2 + s) for p, s in zip(pads, shape))
+    return score[(slice(None), *crop)]
+
+
+def case_metrics(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Dice, Jaccard, 95% Hausdorff and average surface distance (voxels), precision and recall, by medpy.
+
+    Surface distances are undefined (NaN) when either mask is empty; the other metrics are then 0 where medpy's
+    ratio has no positives.
+    """
+    prediction, truth = prediction.astype(bool), truth.astype(bool)
+    result = {
+        "dice": metric.binary.dc(prediction, truth),
+        "jaccard": metric.binary.jc(prediction, truth) if prediction.any() or truth.any() else 0.0,
+        "precision": metric.binary.precision(prediction, truth),
+        "recall": metric.binary.recall(prediction, truth),
+    }
+    defined = prediction.any() and truth.any()
+    result["hd95"] = metric.binary.hd95(prediction, truth) if defined else math.nan
+    result["asd"] = metric.binary.asd(prediction, truth) if defined else math.nan
+    return {name: float(result[name]) for name in METRICS}
+
+
+def summarize(rows: list[dict[str, float]]) -> tuple[dict[str, float], dict[str, int]]:
+    """Mean of each metric over the cases where it is defined, and how many cases left it undefined."""
+    means, undefined = {}, {}
+    for name in METRICS:
+        values = np.array([row[name] for row in rows], dtype=float)
+        finite = values[np.isfinite(values)]
+        means[name] = float(finite.mean()) if finite.size else math.nan
+        undefined[name] = int(values.size - finite.size)
+    return means, undefined

@@ -1,0 +1,104 @@
+"""Evaluate a checkpoint on a list of cases: sliding-window prediction, medpy metrics, metrics.csv and NIfTI files."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from dataloaders.la_heart import DataError, case_path, read_case, read_list
+from networks.vnet import VNet
+from utils.evaluation import METRICS, case_metrics, sliding_window_probability, summarize
+from utils.training import default_device
+
+
+def testing_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description="Sliding-window evaluation of a checkpoint on test.list.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--root_path", default="data/LA", help="folder with test.list and the case folders")
+    p.add_argument("--model", default="UAMT_unlabel", help="run name (--exp of training)")
+    p.add_argument("--model_dir", default="model", help="folder of runs")
+    p.add_argument("--iteration", type=int, default=6000, help="evaluate <model_dir>/<model>/iter_<N>.pth")
+    p.add_argument("--patch_size", type=int, nargs=3, default=[112, 112, 80], metavar=("W", "H", "D"))
+    p.add_argument("--stride_xy", type=int, default=18)
+    p.add_argument("--stride_z", type=int, default=4)
+    p.add_argument("--split", default="test", help="which <split>.list to evaluate")
+    p.add_argument("--windows_per_batch", type=int, default=4, help="sliding windows per forward pass")
+    p.add_argument("--save_nifti", type=int, default=1, help="1: write <ID>_pred/_img/_gt.nii.gz per case")
+    p.add_argument("--device", default=default_device())
+    return p
+
+
+def load_network(path: Path, device: torch.device | str) -> tuple[VNet, int]:
+    """The test-time V-Net (no dropout) with the checkpoint's weights, and its number of classes."""
+    if not path.is_file():
+        raise DataError(f"{path}: checkpoint not found; check --model, --model_dir and --iteration")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    num_classes = state["out_conv.weight"].shape[0] if "out_conv.weight" in state else 2
+    net = VNet(n_classes=num_classes, has_dropout=False)
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise DataError(
+            f"{path}: not a V-Net checkpoint of this project (missing keys {missing[:3]}..., "
+            f"unexpected {unexpected[:3]}...); pass a checkpoint written by our training scripts"
+        )
+    return net.to(device).eval(), num_classes
+
+
+def write_csv(path: Path, ids: list[str], rows: list[dict[str, float]], means: dict[str, float]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["case", *METRICS])
+        for case_id, row in zip(ids, rows):
+            writer.writerow([case_id, *(f"{row[m]:.6f}" for m in METRICS)])
+        writer.writerow(["mean", *(f"{means[m]:.6f}" for m in METRICS)])
+
+
+def evaluate(args: argparse.Namespace) -> dict[str, float]:
+    """Evaluate and return the mean metrics; writes <run>/test_iter_<N>/metrics.csv (+ NIfTI files)."""
+    run = Path(args.model_dir) / args.model
+    net, num_classes = load_network(run / f"iter_{args.iteration}.pth", args.device)
+    ids = read_list(args.root_path, args.split)
+    out = run / f"{args.split}_iter_{args.iteration}"
+    out.mkdir(parents=True, exist_ok=True)
+
+    rows = []
+    for case_id in tqdm(ids, ncols=90, desc="test"):
+        image, label = read_case(case_path(args.root_path, case_id))
+        probability = sliding_window_probability(
+            net, image, args.patch_size, args.stride_xy, args.stride_z, num_classes, args.device, args.windows_per_batch
+        )
+        prediction = probability.argmax(0).cpu().numpy().astype(np.uint8)
+        rows.append(case_metrics(prediction == 1, label == 1))
+        tqdm.write(f"{case_id}: " + ", ".join(f"{m} {rows[-1][m]:.4f}" for m in METRICS))
+        if args.save_nifti:
+            for suffix, volume in (("pred", prediction), ("img", image), ("gt", label)):
+                nib.save(nib.Nifti1Image(volume, np.eye(4)), out / f"{case_id}_{suffix}.nii.gz")
+
+    means, undefined = summarize(rows)
+    write_csv(out / "metrics.csv", ids, rows, means)
+    print("mean: " + ", ".join(f"{m} {means[m]:.4f}" for m in METRICS))
+    for name, count in undefined.items():
+        if count:
+            print(
+                f"{name}: undefined for {count} of {len(ids)} cases (empty prediction or label), left out of the mean"
+            )
+    print(f"per-case metrics: {out / 'metrics.csv'}" + (f"; predictions: {out}/" if args.save_nifti else ""))
+    return means
+
+
+def run_testing() -> None:
+    args = testing_parser().parse_args()
+    try:
+        evaluate(args)
+    except DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

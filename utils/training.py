@@ -1,0 +1,244 @@
+"""The one training loop behind train_supervised.py, train_uamt.py and train_uamt_unlabel.py.
+
+Supervised training is the loop with no consistency term. UA-MT adds, per step, the uncertainty-aware consistency
+of `utils.mean_teacher` weighted by lambda(t), on every item of the batch ("all") or on the unlabelled ones only
+("unlabeled"), and an EMA update of the teacher after the optimiser step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import random
+import sys
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from tensorboardX import SummaryWriter
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from dataloaders.la_heart import DataError, LAHeart, TrainTransform, TwoStreamBatchSampler, read_list
+from networks.vnet import SIDE_MULTIPLE, VNet
+from utils import ramps
+from utils.losses import supervised_loss
+from utils.mean_teacher import ema_update, uncertainty_aware_consistency
+from utils.visualize import slice_grid
+
+ConsistencyOn = Literal["none", "all", "unlabeled"]
+
+NUM_CLASSES = 2
+# lambda(t) ramps over "epochs" of this many iterations (UA-MT release: iter_num // 150, 40 such epochs).
+ITERS_PER_RAMPUP_EPOCH = 150
+IMAGE_EVERY = 50
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def training_parser(description: str, exp: str, semi_supervised: bool) -> argparse.ArgumentParser:
+    """The flags of the UA-MT release, plus --labelnum, --patch_size, --device, --num_workers."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--root_path", default="data/LA", help="folder with train.list, test.list and the case folders")
+    p.add_argument("--exp", default=exp, help="run name: writes to <model_dir>/<exp>/")
+    p.add_argument("--model_dir", default="model", help="folder of runs")
+    p.add_argument("--max_iterations", type=int, default=6000)
+    p.add_argument("--batch_size", type=int, default=4, help="items per batch")
+    if semi_supervised:
+        p.add_argument("--labeled_bs", type=int, default=2, help="labelled items per batch; the rest are unlabelled")
+    p.add_argument("--labelnum", type=int, default=16, help="the first N cases of train.list are labelled")
+    p.add_argument("--base_lr", type=float, default=0.01)
+    p.add_argument("--lr_step", type=int, default=2500, help="lr x 0.1 every this many iterations")
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--deterministic", type=int, default=1, help="1: seeded, cudnn deterministic; 0: cudnn.benchmark")
+    p.add_argument("--patch_size", type=int, nargs=3, default=[112, 112, 80], metavar=("W", "H", "D"))
+    p.add_argument("--save_every", type=int, default=1000, help="checkpoint every N iterations (and at the end)")
+    p.add_argument("--device", default=default_device(), help="cuda, cuda:1, cpu, ...")
+    p.add_argument("--num_workers", type=int, default=2, help="data loader processes (0: load in the main one)")
+    if semi_supervised:
+        p.add_argument("--ema_decay", type=float, default=0.99)
+        p.add_argument("--consistency", type=float, default=0.1, help="maximal consistency weight lambda")
+        p.add_argument("--consistency_rampup", type=float, default=40.0, help="ramp length in 150-iteration epochs")
+        p.add_argument("--mc_passes", type=int, default=8, help="T: Monte-Carlo dropout passes of the teacher")
+    return p
+
+
+def check_args(args: argparse.Namespace, train_ids: list[str]) -> None:
+    if any(s % SIDE_MULTIPLE or s <= 0 for s in args.patch_size):
+        raise DataError(f"--patch_size {args.patch_size}: every side must be a positive multiple of {SIDE_MULTIPLE}")
+    if not 0 < args.labelnum <= len(train_ids):
+        raise DataError(
+            f"--labelnum {args.labelnum}: train.list has {len(train_ids)} cases; choose 1..{len(train_ids)}"
+        )
+    if not 0 < args.labeled_bs <= args.batch_size:
+        raise DataError(f"--labeled_bs {args.labeled_bs} must be in 1..--batch_size ({args.batch_size})")
+    if args.labeled_bs > args.labelnum:
+        raise DataError(f"--labeled_bs {args.labeled_bs} exceeds --labelnum {args.labelnum}")
+    if args.batch_size > args.labeled_bs and args.labelnum == len(train_ids):
+        raise DataError("no unlabelled cases are left for the unlabelled part of the batch: lower --labelnum")
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = not deterministic
+
+
+def save_checkpoint(state: dict, path: Path) -> None:
+    """Write to a temporary file and rename, so a kill while saving leaves any earlier file intact."""
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def setup_logging(snapshot: Path) -> logging.Logger:
+    logger = logging.getLogger("uamt")
+    logger.handlers.clear()
+    logger.setLevel(logging.INFO)
+    handler = logging.FileHandler(snapshot / "log.txt")
+    handler.setFormatter(logging.Formatter("[%(asctime)s.%(msecs)03d] %(message)s", datefmt="%H:%M:%S"))
+    logger.addHandler(handler)
+    return logger
+
+
+def train(args: argparse.Namespace, consistency_on: ConsistencyOn) -> Path:
+    """Train and return the run folder. `consistency_on`: "none" (supervised), "all" or "unlabeled" (UA-MT)."""
+    semi = consistency_on != "none"
+    if not semi:
+        args.labeled_bs = args.batch_size
+    train_ids = read_list(args.root_path, "train")
+    check_args(args, train_ids)
+    seed_everything(args.seed, bool(args.deterministic))
+    device = torch.device(args.device)
+
+    snapshot = Path(args.model_dir) / args.exp
+    (snapshot / "log").mkdir(parents=True, exist_ok=True)
+    logger = setup_logging(snapshot)
+    logger.info(str(vars(args)))
+
+    # Labelled = the first --labelnum IDs of train.list; unlabelled = the rest (read only when used).
+    used_ids = train_ids if semi else train_ids[: args.labelnum]
+    dataset = LAHeart(args.root_path, used_ids, TrainTransform(args.patch_size))
+    sampler = TwoStreamBatchSampler(
+        range(args.labelnum), range(args.labelnum, len(used_ids)), args.batch_size, args.labeled_bs, args.seed
+    )
+    loader = DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=args.num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=args.num_workers > 0,
+    )
+
+    student = VNet(n_classes=NUM_CLASSES, has_dropout=True).to(device)
+    optimizer = torch.optim.SGD(student.parameters(), lr=args.base_lr, momentum=0.9, weight_decay=1e-4)
+    teacher = None
+    if semi:
+        # A separately initialised network, as in the release; the first EMA update (alpha = 0) copies the student.
+        teacher = VNet(n_classes=NUM_CLASSES, has_dropout=True).to(device)
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        teacher.train()  # dropout on and BatchNorm batch statistics, as the release runs it
+    student.train()
+
+    writer = SummaryWriter(str(snapshot / "log"))
+    logger.info(f"{len(sampler)} iterations per epoch; {len(train_ids)} cases in train.list, {args.labelnum} labelled")
+    labeled = slice(0, args.labeled_bs)
+    consistency_items = slice(args.labeled_bs, None) if consistency_on == "unlabeled" else slice(None)
+
+    iteration = 0
+    bar = tqdm(total=args.max_iterations, ncols=90, desc=args.exp)
+    while iteration < args.max_iterations:
+        for batch in loader:
+            lr = ramps.step_lr(iteration, args.base_lr, args.lr_step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            images = batch["image"].to(device, non_blocking=True)
+            labels = batch["label"].to(device, non_blocking=True)
+
+            logits = student(images)
+            loss_sup, parts = supervised_loss(logits[labeled], labels[labeled])
+            loss = loss_sup
+            scalars = {"lr": lr, "loss/loss_seg": parts["loss_seg"], "loss/loss_seg_dice": parts["loss_seg_dice"]}
+
+            if semi:
+                weight = ramps.consistency_weight(
+                    iteration, args.consistency, args.consistency_rampup, ITERS_PER_RAMPUP_EPOCH
+                )
+                threshold = ramps.uncertainty_threshold(iteration, args.max_iterations, NUM_CLASSES)
+                consistency = uncertainty_aware_consistency(
+                    logits[consistency_items], teacher, images[consistency_items], threshold, args.mc_passes
+                )
+                loss = loss_sup + weight * consistency.loss
+                scalars |= {
+                    "train/consistency_weight": weight,
+                    "train/consistency_dist": consistency.loss,
+                    "train/consistency_loss": weight * consistency.loss,
+                    "uncertainty/threshold": threshold,
+                    "uncertainty/mean": consistency.uncertainty.mean(),
+                    "uncertainty/max": consistency.uncertainty.max(),
+                    "uncertainty/min": consistency.uncertainty.min(),
+                    "uncertainty/mask_per": consistency.mask.mean(),
+                }
+
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if semi:
+                ema_update(teacher, student, args.ema_decay, iteration)
+            iteration += 1
+
+            scalars["loss/loss"] = loss
+            values = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in scalars.items()}
+            if not math.isfinite(values["loss/loss"]):
+                raise FloatingPointError(f"loss is {values['loss/loss']} at iteration {iteration}; stopping")
+            for name, value in values.items():
+                writer.add_scalar(name, value, iteration)
+            logger.info(f"iteration {iteration}: " + ", ".join(f"{k} {v:.5f}" for k, v in values.items()))
+            bar.set_postfix(loss=f"{values['loss/loss']:.4f}", lr=f"{lr:.0e}")
+            bar.update()
+
+            if iteration % IMAGE_EVERY == 0:
+                prediction = logits.argmax(1)
+                images_to_log = {
+                    "train/Image": slice_grid(images[0, 0]),
+                    "train/Groundtruth_label": slice_grid(labels[0], False, NUM_CLASSES - 1),
+                    "train/Predicted_label": slice_grid(prediction[0], False, NUM_CLASSES - 1),
+                }
+                if semi:
+                    images_to_log |= {
+                        "train/uncertainty": slice_grid(consistency.uncertainty[0, 0]),
+                        "train/mask": slice_grid(1.0 - consistency.mask[0, 0], False, 1.0),
+                        "unlabel/Image": slice_grid(images[-1, 0]),
+                        "unlabel/Predicted_label": slice_grid(prediction[-1], False, NUM_CLASSES - 1),
+                    }
+                for name, grid in images_to_log.items():
+                    writer.add_image(name, grid, iteration)
+
+            if iteration % args.save_every == 0 or iteration == args.max_iterations:
+                path = snapshot / f"iter_{iteration}.pth"
+                save_checkpoint(student.state_dict(), path)
+                logger.info(f"saved {path}")
+            if iteration >= args.max_iterations:
+                break
+    bar.close()
+    writer.close()
+    print(f"checkpoints in {snapshot}/, TensorBoard logs: tensorboard --logdir {snapshot / 'log'}")
+    return snapshot
+
+
+def run_training(parser: argparse.ArgumentParser, consistency_on: ConsistencyOn) -> None:
+    """Entry point of the training scripts: data mistakes end in one line on stderr and exit code 2."""
+    args = parser.parse_args()
+    try:
+        train(args, consistency_on)
+    except DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
