@@ -59,7 +59,10 @@ def read_case(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def random_rot_flip(image: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """rot90 by k in {0,1,2,3} in the axial plane (axes 0, 1), then a flip along axis 0 or 1 (always one)."""
+    """rot90 by k in {0,1,2,3} in the axial plane (axes 0, 1), then a flip along axis 0 or 1 (always one).
+
+    As in the UA-MT release; the composition is always one of the 4 reflections of the plane, never a rotation.
+    """
     k = int(rng.integers(0, 4))
     axis = int(rng.integers(0, 2))
     image = np.flip(np.rot90(image, k, axes=(0, 1)), axis=axis)

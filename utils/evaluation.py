@@ -62,19 +62,20 @@ def sliding_window_probability(
 def case_metrics(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     """Dice, Jaccard, 95% Hausdorff and average surface distance (voxels), precision and recall, by medpy.
 
-    Surface distances are undefined (NaN) when either mask is empty; the other metrics are then 0 where medpy's
-    ratio has no positives.
+    An empty prediction scores Dice = Jaccard = recall = 0; its precision and surface distances are undefined
+    (NaN), as are the distances for an empty label, so that summaries count them instead of averaging in a 0.
     """
     prediction, truth = prediction.astype(bool), truth.astype(bool)
-    result = {
-        "dice": metric.binary.dc(prediction, truth),
-        "jaccard": metric.binary.jc(prediction, truth) if prediction.any() or truth.any() else 0.0,
-        "precision": metric.binary.precision(prediction, truth),
-        "recall": metric.binary.recall(prediction, truth),
-    }
     defined = prediction.any() and truth.any()
-    result["hd95"] = metric.binary.hd95(prediction, truth) if defined else math.nan
-    result["asd"] = metric.binary.asd(prediction, truth) if defined else math.nan
+    with np.errstate(divide="ignore", invalid="ignore"):  # medpy divides 0 by 0 for empty masks
+        result = {
+            "dice": metric.binary.dc(prediction, truth),
+            "jaccard": metric.binary.jc(prediction, truth) if prediction.any() or truth.any() else 0.0,
+            "precision": metric.binary.precision(prediction, truth) if prediction.any() else math.nan,
+            "recall": metric.binary.recall(prediction, truth) if truth.any() else math.nan,
+            "hd95": metric.binary.hd95(prediction, truth) if defined else math.nan,
+            "asd": metric.binary.asd(prediction, truth) if defined else math.nan,
+        }
     return {name: float(result[name]) for name in METRICS}
 
 

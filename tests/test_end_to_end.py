@@ -1,0 +1,213 @@
+"""Each training script for a few iterations on generated data, then test_LA.py on its checkpoint."""
+
+import csv
+import shutil
+import struct
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO, SHARED_LA, SMALL_PATCH
+from tensorboardX.proto import event_pb2
+
+import utils.training as training
+
+
+def run(script, *args, cwd):
+    return subprocess.run(
+        [sys.executable, str(REPO / script), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
+
+
+def event_tags(log_dir):
+    """Scalar and image tags in a TensorBoard event file (records: length, crc, payload, crc)."""
+    tags = set()
+    for path in log_dir.glob("events.out.tfevents.*"):
+        data = path.read_bytes()
+        offset = 0
+        while offset < len(data):
+            (length,) = struct.unpack("<Q", data[offset : offset + 8])
+            event = event_pb2.Event.FromString(data[offset + 12 : offset + 12 + length])
+            tags |= {value.tag for value in event.summary.value}
+            offset += 12 + length + 4
+    return tags
+
+
+SCRIPTS = [
+    ("train_supervised.py", "vnet_supervised", []),
+    ("train_uamt.py", "UAMT", ["--labeled_bs", "1"]),
+    ("train_uamt_unlabel.py", "UAMT_unlabel", ["--labeled_bs", "1"]),
+]
+
+
+@pytest.mark.parametrize(("script", "exp", "extra"), SCRIPTS)
+def test_train_then_test(script, exp, extra, synthetic_root, tmp_path):
+    common = [
+        "--root_path",
+        synthetic_root,
+        "--patch_size",
+        *SMALL_PATCH,
+        "--batch_size",
+        "2",
+        "--labelnum",
+        "3",
+        "--device",
+        "cpu",
+        "--num_workers",
+        "1",
+    ]
+    result = run(script, *common, *extra, "--max_iterations", "3", "--save_every", "2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run_dir = tmp_path / "model" / exp
+    assert (run_dir / "iter_2.pth").is_file() and (run_dir / "iter_3.pth").is_file()
+    log = (run_dir / "log.txt").read_text()
+    assert "'max_iterations': 3" in log and "iteration 3:" in log
+    tags = event_tags(run_dir / "log")
+    assert {"loss/loss", "loss/loss_seg", "loss/loss_seg_dice", "lr"} <= tags
+    if script != "train_supervised.py":
+        assert {"train/consistency_weight", "uncertainty/threshold", "uncertainty/mask_per", "uncertainty/mean"} <= tags
+
+    result = run(
+        "test_LA.py",
+        "--root_path",
+        synthetic_root,
+        "--model",
+        exp,
+        "--iteration",
+        3,
+        "--patch_size",
+        *SMALL_PATCH,
+        "--stride_xy",
+        12,
+        "--stride_z",
+        8,
+        "--device",
+        "cpu",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    out = run_dir / "test_iter_3"
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    test_ids = (synthetic_root / "test.list").read_text().split()
+    assert [r["case"] for r in rows] == [*test_ids, "mean"]
+    for case_id in test_ids:
+        for suffix in ("pred", "img", "gt"):
+            assert (out / f"{case_id}_{suffix}.nii.gz").is_file()
+    assert "mean: dice" in result.stdout
+
+
+def test_consistency_items_per_method(synthetic_root, tmp_path, monkeypatch):
+    """UA-MT gets consistency on all 4 items, UA-MT-unlabel on the 2 unlabelled, supervised on none."""
+    seen = []
+    real = training.uncertainty_aware_consistency
+
+    def spy(student_logits, teacher, inputs, *args):
+        seen.append((student_logits.shape[0], inputs.shape[0], teacher.training))
+        return real(student_logits, teacher, inputs, *args)
+
+    monkeypatch.setattr(training, "uncertainty_aware_consistency", spy)
+    parser = training.training_parser("", "x", semi_supervised=True)
+    base = [
+        "--root_path",
+        str(synthetic_root),
+        "--patch_size",
+        *SMALL_PATCH,
+        "--labelnum",
+        "4",
+        "--num_workers",
+        "0",
+        "--device",
+        "cpu",
+        "--max_iterations",
+        "1",
+        "--model_dir",
+        str(tmp_path),
+    ]
+    training.train(parser.parse_args(base), "all")
+    training.train(parser.parse_args(base), "unlabeled")
+    assert seen == [(4, 4, True), (2, 2, True)]
+    supervised = training.training_parser("", "s", semi_supervised=False)
+    training.train(supervised.parse_args(base), "none")
+    assert len(seen) == 2
+
+
+def test_defaults_are_the_papers():
+    args = training.training_parser("", "x", semi_supervised=True).parse_args([])
+    assert (args.max_iterations, args.batch_size, args.labeled_bs, args.labelnum) == (6000, 4, 2, 16)
+    assert (args.base_lr, args.lr_step, args.seed, args.deterministic) == (0.01, 2500, 1337, 1)
+    assert (args.ema_decay, args.consistency, args.consistency_rampup, args.mc_passes) == (0.99, 0.1, 40.0, 8)
+    assert args.patch_size == [112, 112, 80] and args.save_every == 1000
+
+
+def test_bad_patch_size_is_one_line_and_exit_2(synthetic_root, tmp_path):
+    result = run(
+        "train_uamt_unlabel.py",
+        "--root_path",
+        synthetic_root,
+        "--patch_size",
+        40,
+        32,
+        32,
+        "--max_iterations",
+        1,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "multiple of 16" in result.stderr
+    assert not (tmp_path / "model").exists()
+
+
+@pytest.mark.skipif(not SHARED_LA.is_dir(), reason="the real LA data (../shared/data/LA) is not here")
+def test_real_la_cases_end_to_end(tmp_path):
+    train_ids = (SHARED_LA / "train.list").read_text().split()[:2]
+    test_ids = (SHARED_LA / "test.list").read_text().split()[:1]
+    root = tmp_path / "LA"
+    subprocess.run(
+        [sys.executable, str(SHARED_LA / "restore.py"), str(root), "--ids", *train_ids, *test_ids],
+        check=True,
+        capture_output=True,
+    )
+    result = run(
+        "train_uamt_unlabel.py",
+        "--root_path",
+        root,
+        "--patch_size",
+        *SMALL_PATCH,
+        "--batch_size",
+        2,
+        "--labeled_bs",
+        1,
+        "--labelnum",
+        1,
+        "--max_iterations",
+        2,
+        "--device",
+        "cpu",
+        "--num_workers",
+        0,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    result = run(
+        "test_LA.py",
+        "--root_path",
+        root,
+        "--iteration",
+        2,
+        "--patch_size",
+        *SMALL_PATCH,
+        "--stride_xy",
+        64,
+        "--stride_z",
+        32,
+        "--device",
+        "cpu",
+        "--save_nifti",
+        0,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(open(tmp_path / "model" / "UAMT_unlabel" / "test_iter_2" / "metrics.csv")))
+    assert [r["case"] for r in rows] == [*test_ids, "mean"]
+    assert 0.0 <= float(rows[0]["dice"]) <= 1.0
+    shutil.rmtree(root)

@@ -1,0 +1,60 @@
+import math
+
+import pytest
+import torch
+
+from utils.losses import (
+    DICE_SMOOTH,
+    masked_consistency,
+    predictive_entropy,
+    soft_dice_loss,
+    softmax_squared_error,
+    supervised_loss,
+)
+
+
+def test_soft_dice_uses_squared_sums():
+    p = torch.tensor([0.5, 1.0, 0.0, 0.25])
+    g = torch.tensor([1, 1, 0, 0])
+    expected = 1 - (2 * 1.5 + DICE_SMOOTH) / (0.25 + 1 + 0.0625 + 2 + DICE_SMOOTH)
+    assert soft_dice_loss(p, g).item() == pytest.approx(expected)
+
+
+def test_soft_dice_of_a_perfect_prediction_is_zero_and_of_empty_both_is_zero():
+    g = torch.tensor([0, 1, 1, 0])
+    assert soft_dice_loss(g.float(), g).item() == pytest.approx(0.0)
+    assert soft_dice_loss(torch.zeros(4), torch.zeros(4)).item() == pytest.approx(0.0)
+
+
+def test_supervised_loss_is_half_cross_entropy_plus_half_dice():
+    # Voxel 0: p(foreground) = 0.75, label 1; voxel 1: p(foreground) = 0.25, label 0.
+    logits = torch.tensor([[0.0, math.log(3)], [math.log(3), 0.0]]).T.reshape(1, 2, 1, 1, 2)
+    labels = torch.tensor([1, 0]).reshape(1, 1, 1, 2)
+    ce = -math.log(0.75)
+    dice = 1 - (2 * 0.75 + DICE_SMOOTH) / (0.75**2 + 0.25**2 + 1 + DICE_SMOOTH)
+    loss, parts = supervised_loss(logits, labels)
+    assert parts["loss_seg"].item() == pytest.approx(ce)
+    assert parts["loss_seg_dice"].item() == pytest.approx(dice)
+    assert loss.item() == pytest.approx(0.5 * (ce + dice))
+
+
+def test_softmax_squared_error():
+    student = torch.tensor([0.0, 0.0]).reshape(1, 2, 1, 1, 1)  # p = (0.5, 0.5)
+    teacher = torch.tensor([0.0, math.log(3)]).reshape(1, 2, 1, 1, 1)  # p = (0.25, 0.75)
+    assert softmax_squared_error(student, teacher).flatten().tolist() == pytest.approx([0.0625, 0.0625])
+
+
+def test_masked_consistency_averages_over_kept_voxels_and_classes():
+    error = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]).reshape(1, 2, 1, 1, 3)
+    mask = torch.tensor([1.0, 0.0, 1.0]).reshape(1, 1, 1, 1, 3)
+    assert masked_consistency(error, mask).item() == pytest.approx((1 + 3 + 4 + 6) / (2 * 2))
+    assert masked_consistency(error, torch.zeros_like(mask)).item() == 0.0
+
+
+def test_predictive_entropy():
+    p = torch.tensor([[0.5, 0.5], [1.0, 0.0], [0.9, 0.1]]).T.reshape(1, 2, 1, 1, 3)
+    u = predictive_entropy(p).flatten()
+    assert u.shape == (3,)
+    assert u[0].item() == pytest.approx(math.log(2), abs=1e-5)
+    assert u[1].item() == pytest.approx(0.0, abs=1e-5)
+    assert u[2].item() == pytest.approx(-(0.9 * math.log(0.9) + 0.1 * math.log(0.1)), abs=1e-5)
