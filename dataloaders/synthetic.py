@@ -1,7 +1,8 @@
 """A small synthetic LA-like dataset in the UA-MT layout, for the demo and the tests.
 
-Each case is a noisy MR-like volume (smooth background texture + Rician-like noise) holding one bright blob of
-varied size and shape (an ellipsoid with a randomly perturbed radius), normalised per volume as LA is.
+Each case is a noisy MR-like volume (smooth background texture + Rician noise) holding one bright labelled blob of
+varied size and shape (an ellipsoid with a randomly perturbed surface) and smaller bright unlabelled ones,
+normalised per volume as LA is.
 """
 
 from __future__ import annotations
@@ -17,21 +18,29 @@ from scipy import ndimage
 from dataloaders.la_heart import CASE_FILE, CASES_FOLDER
 
 
-def synthetic_case(shape: Sequence[int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(image float32 z-scored, label uint8) with one blob."""
-    grid = np.stack(np.meshgrid(*[np.arange(s, dtype=np.float32) for s in shape], indexing="ij"))
-    center = np.array([rng.uniform(0.35, 0.65) * s for s in shape], dtype=np.float32)
-    radii = np.array([rng.uniform(0.15, 0.28) * s for s in shape], dtype=np.float32)
+def _blob(grid: np.ndarray, shape: Sequence[int], rng: np.random.Generator, size: tuple[float, float]) -> np.ndarray:
+    """Distance-like map that is < 1 inside an ellipsoid with a randomly perturbed surface."""
+    center = np.array([rng.uniform(0.3, 0.7) * s for s in shape], dtype=np.float32)
+    radii = np.array([rng.uniform(*size) * s for s in shape], dtype=np.float32)
     offset = (grid - center[:, None, None, None]) / radii[:, None, None, None]
-    distance = np.sqrt((offset**2).sum(0))
-    # Perturb the surface with a smooth random field so that shapes vary beyond ellipsoids.
     wobble = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma=max(shape) / 8)
     wobble *= 0.35 / (np.abs(wobble).max() + 1e-6)
-    label = (distance < 1.0 + wobble).astype(np.uint8)
+    return np.sqrt((offset**2).sum(0)) - wobble
+
+
+def synthetic_case(shape: Sequence[int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(image float32 z-scored, label uint8): one labelled blob among 1-3 smaller unlabelled bright ones, so that
+    brightness alone does not separate the target (as the other blood pools do in LA MRI)."""
+    grid = np.stack(np.meshgrid(*[np.arange(s, dtype=np.float32) for s in shape], indexing="ij"))
+    label = (_blob(grid, shape, rng, (0.15, 0.28)) < 1.0).astype(np.uint8)
+    distractors = np.zeros(shape, dtype=bool)
+    for _ in range(int(rng.integers(1, 4))):
+        distractors |= _blob(grid, shape, rng, (0.05, 0.1)) < 1.0
+    bright = label.astype(bool) | distractors
 
     background = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma=4) * 8
-    signal = 40.0 + background + label * rng.uniform(40.0, 70.0)
-    noise_sd = rng.uniform(8.0, 14.0)
+    signal = 40.0 + background + bright * rng.uniform(25.0, 45.0)
+    noise_sd = rng.uniform(10.0, 16.0)
     noisy = np.hypot(signal + rng.normal(0, noise_sd, shape), rng.normal(0, noise_sd, shape))  # Rician magnitude
     image = ((noisy - noisy.mean()) / noisy.std()).astype(np.float32)
     return image, label

@@ -136,6 +136,7 @@ def test_defaults_are_the_papers():
     assert (args.max_iterations, args.batch_size, args.labeled_bs, args.labelnum) == (6000, 4, 2, 16)
     assert (args.base_lr, args.lr_step, args.seed, args.deterministic) == (0.01, 2500, 1337, 1)
     assert (args.ema_decay, args.consistency, args.consistency_rampup, args.mc_passes) == (0.99, 0.1, 40.0, 8)
+    assert args.rampup_epoch_iters == 150
     assert args.patch_size == [112, 112, 80] and args.save_every == 1000
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -15,7 +14,7 @@ from tqdm import tqdm
 from dataloaders.la_heart import DataError, case_path, read_case, read_list
 from networks.vnet import VNet
 from utils.evaluation import METRICS, case_metrics, sliding_window_probability, summarize
-from utils.training import default_device
+from utils.training import default_device, run_guarded
 
 
 def testing_parser() -> argparse.ArgumentParser:
@@ -97,8 +96,4 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
 
 def run_testing() -> None:
     args = testing_parser().parse_args()
-    try:
-        evaluate(args)
-    except DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_guarded(lambda: evaluate(args))

@@ -13,6 +13,7 @@ import math
 import os
 import random
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -32,8 +33,6 @@ from utils.visualize import slice_grid
 ConsistencyOn = Literal["none", "all", "unlabeled"]
 
 NUM_CLASSES = 2
-# lambda(t) ramps over "epochs" of this many iterations (UA-MT release: iter_num // 150, 40 such epochs).
-ITERS_PER_RAMPUP_EPOCH = 150
 IMAGE_EVERY = 50
 
 
@@ -63,7 +62,9 @@ def training_parser(description: str, exp: str, semi_supervised: bool) -> argpar
     if semi_supervised:
         p.add_argument("--ema_decay", type=float, default=0.99)
         p.add_argument("--consistency", type=float, default=0.1, help="maximal consistency weight lambda")
-        p.add_argument("--consistency_rampup", type=float, default=40.0, help="ramp length in 150-iteration epochs")
+        p.add_argument("--consistency_rampup", type=float, default=40.0, help="ramp length in ramp-up epochs")
+        # The release counts the ramp of lambda(t) in "epochs" of 150 iterations (iter_num // 150).
+        p.add_argument("--rampup_epoch_iters", type=int, default=150, help="iterations per ramp-up epoch")
         p.add_argument("--mc_passes", type=int, default=8, help="T: Monte-Carlo dropout passes of the teacher")
     return p
 
@@ -170,7 +171,7 @@ def train(args: argparse.Namespace, consistency_on: ConsistencyOn) -> Path:
 
             if semi:
                 weight = ramps.consistency_weight(
-                    iteration, args.consistency, args.consistency_rampup, ITERS_PER_RAMPUP_EPOCH
+                    iteration, args.consistency, args.consistency_rampup, args.rampup_epoch_iters
                 )
                 threshold = ramps.uncertainty_threshold(iteration, args.max_iterations, NUM_CLASSES)
                 consistency = uncertainty_aware_consistency(
@@ -234,11 +235,16 @@ def train(args: argparse.Namespace, consistency_on: ConsistencyOn) -> Path:
     return snapshot
 
 
-def run_training(parser: argparse.ArgumentParser, consistency_on: ConsistencyOn) -> None:
-    """Entry point of the training scripts: data mistakes end in one line on stderr and exit code 2."""
-    args = parser.parse_args()
+def run_guarded(job: Callable[[], object]) -> None:
+    """Run a script's job; a data mistake ends in one line on stderr and exit code 2, not a stack trace."""
     try:
-        train(args, consistency_on)
+        job()
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+
+
+def run_training(parser: argparse.ArgumentParser, consistency_on: ConsistencyOn) -> None:
+    """Entry point of the training scripts."""
+    args = parser.parse_args()
+    run_guarded(lambda: train(args, consistency_on))
