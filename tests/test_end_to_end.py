@@ -212,3 +212,18 @@ def test_real_la_cases_end_to_end(tmp_path):
     assert [r["case"] for r in rows] == [*test_ids, "mean"]
     assert 0.0 <= float(rows[0]["dice"]) <= 1.0
     shutil.rmtree(root)
+
+
+def test_same_seed_gives_the_same_weights_whatever_the_number_of_workers(synthetic_root, tmp_path):
+    import torch
+
+    parser = training.training_parser("", "x", semi_supervised=True)
+    weights = []
+    for workers, exp in (("0", "a"), ("2", "b")):
+        args = parser.parse_args(["--root_path", str(synthetic_root), "--patch_size", *SMALL_PATCH, "--labelnum", "3",
+                                  "--num_workers", workers, "--device", "cpu", "--max_iterations", "2", "--exp", exp,
+                                  "--model_dir", str(tmp_path)])  # fmt: skip
+        training.train(args, "unlabeled")
+        weights.append(torch.load(tmp_path / exp / "iter_2.pth", weights_only=True))
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

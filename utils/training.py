@@ -13,6 +13,7 @@ import math
 import os
 import random
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -136,6 +137,9 @@ def train(args: argparse.Namespace, consistency_on: ConsistencyOn) -> Path:
         num_workers=args.num_workers,
         pin_memory=device.type == "cuda",
         persistent_workers=args.num_workers > 0,
+        # The loader's own generator: drawing worker seeds from the global one would make dropout and teacher
+        # noise depend on --num_workers (a new single-process iterator draws each epoch, persistent workers don't).
+        generator=torch.Generator().manual_seed(args.seed),
     )
 
     student = VNet(n_classes=NUM_CLASSES, has_dropout=True).to(device)
@@ -155,6 +159,7 @@ def train(args: argparse.Namespace, consistency_on: ConsistencyOn) -> Path:
     consistency_items = slice(args.labeled_bs, None) if consistency_on == "unlabeled" else slice(None)
 
     iteration = 0
+    clock = time.perf_counter()
     bar = tqdm(total=args.max_iterations, ncols=90, desc=args.exp)
     while iteration < args.max_iterations:
         for batch in loader:
@@ -198,6 +203,9 @@ def train(args: argparse.Namespace, consistency_on: ConsistencyOn) -> Path:
 
             scalars["loss/loss"] = loss
             values = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in scalars.items()}
+            # Wall time since the previous step (data loading and logging included); float() above synchronised.
+            now = time.perf_counter()
+            values["time/iteration_s"], clock = now - clock, now
             if not math.isfinite(values["loss/loss"]):
                 raise FloatingPointError(f"loss is {values['loss/loss']} at iteration {iteration}; stopping")
             for name, value in values.items():

@@ -1,0 +1,53 @@
+"""Wall time per training iteration of the real training loop at the full patch, on generated volumes.
+
+    python3 benchmarks/train_iteration_time.py                 # UA-MT-unlabel, 112x112x80, batch 2+2, T = 8
+    python3 benchmarks/train_iteration_time.py --iterations 6 --method none --device cuda
+
+Prints the median (and min, max) of the per-iteration times after the first, as logged in log.txt by the loop,
+and the peak resident memory of the process.
+"""
+
+import argparse
+import re
+import resource
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dataloaders.synthetic import make_synthetic_la  # noqa: E402
+from utils.training import train, training_parser  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--iterations", type=int, default=5, help="timed iterations, the first one dropped")
+    parser.add_argument("--method", choices=["none", "all", "unlabeled"], default="unlabeled")
+    parser.add_argument("--patch_size", type=int, nargs=3, default=[112, 112, 80])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--num_workers", type=int, default=1)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        side = [s + 8 for s in args.patch_size]
+        root = make_synthetic_la(Path(tmp) / "data", n_train=4, n_test=0, shape_range=(side, side), seed=0)
+        semi = args.method != "none"
+        train_args = training_parser("", "bench", semi_supervised=semi).parse_args(
+            ["--root_path", str(root), "--model_dir", str(Path(tmp) / "model"), "--labelnum", "2" if semi else "4",
+             "--patch_size", *map(str, args.patch_size), "--max_iterations", str(args.iterations),
+             "--device", args.device, "--num_workers", str(args.num_workers)]
+        )  # fmt: skip
+        run = train(train_args, args.method)
+        log = (run / "log.txt").read_text()
+    times = [float(t) for t in re.findall(r"time/iteration_s ([0-9.]+)", log)][1:]
+    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(
+        f"method={args.method} patch={args.patch_size} device={args.device}: median {statistics.median(times):.2f} s"
+        f" per iteration (min {min(times):.2f}, max {max(times):.2f}, n={len(times)}); peak RSS {peak_gib:.2f} GiB"
+    )
+
+
+if __name__ == "__main__":
+    main()
