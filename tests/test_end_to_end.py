@@ -97,7 +97,7 @@ def test_train_then_test(script, exp, extra, synthetic_root, tmp_path):
 
 
 def test_consistency_items_per_method(synthetic_root, tmp_path, monkeypatch):
-    """UA-MT gets consistency on all 4 items, UA-MT-unlabel on the 2 unlabelled, supervised on none."""
+    """UA-MT gets consistency on all 4 items, UA-MT-unlabel on the 2 unlabelled, supervised on none; image grids."""
     seen = []
     real = training.uncertainty_aware_consistency
 
@@ -106,6 +106,7 @@ def test_consistency_items_per_method(synthetic_root, tmp_path, monkeypatch):
         return real(student_logits, teacher, inputs, *args)
 
     monkeypatch.setattr(training, "uncertainty_aware_consistency", spy)
+    monkeypatch.setattr(training, "IMAGE_EVERY", 1)  # image grids at every iteration
     parser = training.training_parser("", "x", semi_supervised=True)
     base = [
         "--root_path",
@@ -124,11 +125,14 @@ def test_consistency_items_per_method(synthetic_root, tmp_path, monkeypatch):
         str(tmp_path),
     ]
     training.train(parser.parse_args(base), "all")
-    training.train(parser.parse_args(base), "unlabeled")
+    run = training.train(parser.parse_args(base), "unlabeled")
     assert seen == [(4, 4, True), (2, 2, True)]
+    grids = {"train/Image", "train/Groundtruth_label", "train/Predicted_label", "train/uncertainty", "train/mask"}
+    assert grids | {"unlabel/Image", "unlabel/Predicted_label"} <= event_tags(run / "log")
     supervised = training.training_parser("", "s", semi_supervised=False)
-    training.train(supervised.parse_args(base), "none")
+    run = training.train(supervised.parse_args(base + ["--exp", "s"]), "none")
     assert len(seen) == 2
+    assert {"train/Image", "train/Groundtruth_label", "train/Predicted_label"} <= event_tags(run / "log")
 
 
 def test_defaults_are_the_papers():
