@@ -11,7 +11,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dataloaders.la_heart import DataError, case_path, read_case, read_list
+from dataloaders.checks import check_dataset
+from dataloaders.la_heart import DataError, case_path, read_case
 from networks.vnet import VNet
 from utils.evaluation import METRICS, case_metrics, sliding_window_probability, summarize
 from utils.training import default_device, run_guarded
@@ -32,23 +33,47 @@ def testing_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", help="which <split>.list to evaluate")
     p.add_argument("--windows_per_batch", type=int, default=4, help="sliding windows per forward pass")
     p.add_argument("--save_nifti", type=int, default=1, help="1: write <ID>_pred/_img/_gt.nii.gz per case")
+    p.add_argument(
+        "--check_data",
+        choices=["headers", "full"],
+        default="headers",
+        help="check the cases before testing: file headers, or every voxel",
+    )
     p.add_argument("--device", default=default_device())
     return p
 
 
-def load_network(path: Path, device: torch.device | str) -> tuple[VNet, int]:
-    """The test-time V-Net (no dropout) with the checkpoint's weights, and its number of classes."""
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A state_dict, unpickled with weights_only=True: a checkpoint can carry code, and that is refused."""
     if not path.is_file():
         raise DataError(f"{path}: checkpoint not found; check --model, --model_dir and --iteration")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # UnpicklingError for code, RuntimeError/EOFError for damaged files
+        raise DataError(
+            f"{path}: refused: not a plain tensor checkpoint ({str(error).splitlines()[0][:160]}); "
+            f"load only checkpoints written by this project's training scripts"
+        ) from error
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise DataError(f"{path}: not a state_dict of tensors; pass an iter_<N>.pth written by the training scripts")
+    return state
+
+
+def load_network(path: Path, device: torch.device | str) -> tuple[VNet, int]:
+    """The test-time V-Net (no dropout) with the checkpoint's weights, and its number of classes."""
+    state = load_weights(path)
     num_classes = state["out_conv.weight"].shape[0] if "out_conv.weight" in state else 2
     net = VNet(n_classes=num_classes, has_dropout=False)
-    missing, unexpected = net.load_state_dict(state, strict=False)
-    if missing or unexpected:
+    expected = net.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or unexpected or wrong:
         raise DataError(
-            f"{path}: not a V-Net checkpoint of this project (missing keys {missing[:3]}..., "
-            f"unexpected {unexpected[:3]}...); pass a checkpoint written by our training scripts"
+            f"{path}: not a V-Net checkpoint of this architecture: {len(missing)} missing keys {missing[:2]}, "
+            f"{len(unexpected)} unexpected {unexpected[:2]}, {len(wrong)} of another shape {wrong[:2]}"
         )
+    net.load_state_dict(state)
     return net.to(device).eval(), num_classes
 
 
@@ -65,13 +90,15 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
     """Evaluate and return the mean metrics; writes <run>/test_iter_<N>/metrics.csv (+ NIfTI files)."""
     run = Path(args.model_dir) / args.model
     net, num_classes = load_network(run / f"iter_{args.iteration}.pth", args.device)
-    ids = read_list(args.root_path, args.split)
+    # Every case is checked before anything is written, so a bad file cannot stop the run half-way.
+    report = check_dataset(args.root_path, (args.split,), args.patch_size, args.check_data == "full", num_classes)
+    ids = report.ids[args.split]
     out = run / f"{args.split}_iter_{args.iteration}"
     out.mkdir(parents=True, exist_ok=True)
 
     rows = []
     for case_id in tqdm(ids, ncols=90, desc="test"):
-        image, label = read_case(case_path(args.root_path, case_id))
+        image, label = read_case(case_path(args.root_path, case_id), num_classes)
         probability = sliding_window_probability(
             net, image, args.patch_size, args.stride_xy, args.stride_z, num_classes, args.device, args.windows_per_batch
         )

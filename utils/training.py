@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 import torch
@@ -24,7 +24,8 @@ from tensorboardX import SummaryWriter
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from dataloaders.la_heart import DataError, LAHeart, TrainTransform, TwoStreamBatchSampler, read_list
+from dataloaders.checks import check_dataset
+from dataloaders.la_heart import DataError, LAHeart, TrainTransform, TwoStreamBatchSampler
 from networks.vnet import SIDE_MULTIPLE, VNet
 from utils import ramps
 from utils.losses import supervised_loss
@@ -32,6 +33,7 @@ from utils.mean_teacher import ema_update, uncertainty_aware_consistency
 from utils.visualize import slice_grid
 
 ConsistencyOn = Literal["none", "all", "unlabeled"]
+T = TypeVar("T")
 
 NUM_CLASSES = 2
 IMAGE_EVERY = 50
@@ -70,19 +72,26 @@ def training_parser(description: str, exp: str, semi_supervised: bool) -> argpar
     return p
 
 
-def check_args(args: argparse.Namespace, train_ids: list[str]) -> None:
+def check_args(args: argparse.Namespace, semi: bool) -> None:
+    """Refuse flag combinations that cannot train, before anything is read or written."""
     if any(s % SIDE_MULTIPLE or s <= 0 for s in args.patch_size):
         raise DataError(f"--patch_size {args.patch_size}: every side must be a positive multiple of {SIDE_MULTIPLE}")
+    if semi and not 0 < args.labeled_bs < args.batch_size:
+        raise DataError(
+            f"--labeled_bs {args.labeled_bs} must be in 1..{args.batch_size - 1} (below --batch_size "
+            f"{args.batch_size}) so that every batch holds unlabelled items"
+        )
+
+
+def check_split(args: argparse.Namespace, train_ids: list[str], semi: bool) -> None:
     if not 0 < args.labelnum <= len(train_ids):
         raise DataError(
             f"--labelnum {args.labelnum}: train.list has {len(train_ids)} cases; choose 1..{len(train_ids)}"
         )
-    if not 0 < args.labeled_bs <= args.batch_size:
-        raise DataError(f"--labeled_bs {args.labeled_bs} must be in 1..--batch_size ({args.batch_size})")
     if args.labeled_bs > args.labelnum:
-        raise DataError(f"--labeled_bs {args.labeled_bs} exceeds --labelnum {args.labelnum}")
-    if args.batch_size > args.labeled_bs and args.labelnum == len(train_ids):
-        raise DataError("no unlabelled cases are left for the unlabelled part of the batch: lower --labelnum")
+        raise DataError(f"--labeled_bs {args.labeled_bs} exceeds --labelnum {args.labelnum}: lower it")
+    if semi and args.labelnum == len(train_ids):
+        raise DataError(f"--labelnum {args.labelnum} leaves no unlabelled case in train.list: lower it")
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -115,8 +124,10 @@ def train(args: argparse.Namespace, consistency_on: ConsistencyOn) -> Path:
     semi = consistency_on != "none"
     if not semi:
         args.labeled_bs = args.batch_size
-    train_ids = read_list(args.root_path, "train")
-    check_args(args, train_ids)
+    check_args(args, semi)
+    # Lists and train-case headers now; every voxel of the cases used is checked as they are loaded below.
+    train_ids = check_dataset(args.root_path, ("train",), args.patch_size).ids["train"]
+    check_split(args, train_ids, semi)
     seed_everything(args.seed, bool(args.deterministic))
     device = torch.device(args.device)
 
@@ -243,10 +254,10 @@ def train(args: argparse.Namespace, consistency_on: ConsistencyOn) -> Path:
     return snapshot
 
 
-def run_guarded(job: Callable[[], object]) -> None:
+def run_guarded(job: Callable[[], T]) -> T:
     """Run a script's job; a data mistake ends in one line on stderr and exit code 2, not a stack trace."""
     try:
-        job()
+        return job()
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
