@@ -125,9 +125,13 @@ def train(args: argparse.Namespace, consistency_on: ConsistencyOn) -> Path:
     if not semi:
         args.labeled_bs = args.batch_size
     check_args(args, semi)
-    # Lists and train-case headers now; every voxel of the cases used is checked as they are loaded below.
+    # Lists and train-case headers first, then every voxel of the cases used as they are loaded: a data mistake
+    # stops the run before it writes anything.
     train_ids = check_dataset(args.root_path, ("train",), args.patch_size).ids["train"]
     check_split(args, train_ids, semi)
+    # Labelled = the first --labelnum IDs of train.list; unlabelled = the rest (read only when used).
+    used_ids = train_ids if semi else train_ids[: args.labelnum]
+    dataset = LAHeart(args.root_path, used_ids, TrainTransform(args.patch_size))
     seed_everything(args.seed, bool(args.deterministic))
     device = torch.device(args.device)
 
@@ -135,10 +139,6 @@ def train(args: argparse.Namespace, consistency_on: ConsistencyOn) -> Path:
     (snapshot / "log").mkdir(parents=True, exist_ok=True)
     logger = setup_logging(snapshot)
     logger.info(str(vars(args)))
-
-    # Labelled = the first --labelnum IDs of train.list; unlabelled = the rest (read only when used).
-    used_ids = train_ids if semi else train_ids[: args.labelnum]
-    dataset = LAHeart(args.root_path, used_ids, TrainTransform(args.patch_size))
     sampler = TwoStreamBatchSampler(
         range(args.labelnum), range(args.labelnum, len(used_ids)), args.batch_size, args.labeled_bs, args.seed
     )
