@@ -183,19 +183,33 @@ class TwoStreamBatchSampler(Sampler):
         self.labeled_bs = labeled_bs
         self.unlabeled_bs = batch_size - labeled_bs
         self.rng = np.random.default_rng(seed)
+        self._epoch_start = self.rng.bit_generator.state
+        self.skip = 0  # batches of the next epoch to draw but not yield (a resumed run's position)
 
     def __len__(self) -> int:
         return len(self.labeled) // self.labeled_bs
+
+    def state_dict(self, batches_done: int) -> dict:
+        """The position after `batches_done` batches of the current epoch."""
+        return {"epoch_start": self._epoch_start, "batches_done": batches_done}
+
+    def load_state_dict(self, state: dict) -> None:
+        """The next epoch replays the saved one from its start, skipping the batches already trained on."""
+        self.rng.bit_generator.state = state["epoch_start"]
+        self.skip = int(state["batches_done"])
 
     def _unlabeled_stream(self, count: int) -> np.ndarray:
         shuffles = [self.rng.permutation(self.unlabeled) for _ in range(-(-count // max(len(self.unlabeled), 1)))]
         return np.concatenate(shuffles)[:count] if shuffles else self.unlabeled[:0]
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        self._epoch_start = self.rng.bit_generator.state
+        skip, self.skip = self.skip, 0
         labeled = self.rng.permutation(self.labeled)
         unlabeled = self._unlabeled_stream(len(self) * self.unlabeled_bs)
         for b in range(len(self)):
             items = list(labeled[b * self.labeled_bs : (b + 1) * self.labeled_bs])
             items += list(unlabeled[b * self.unlabeled_bs : (b + 1) * self.unlabeled_bs])
             seeds = self.rng.integers(0, 2**31 - 1, size=len(items))
-            yield [(int(i), int(s)) for i, s in zip(items, seeds)]
+            if b >= skip:
+                yield [(int(i), int(s)) for i, s in zip(items, seeds)]

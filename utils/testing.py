@@ -14,6 +14,7 @@ from tqdm import tqdm
 from dataloaders.checks import check_dataset
 from dataloaders.la_heart import DataError, case_path, read_case
 from networks.vnet import VNet
+from utils.checkpoint import load_checkpoint
 from utils.evaluation import METRICS, case_metrics, sliding_window_probability, summarize
 from utils.training import default_device, run_guarded
 
@@ -43,25 +44,11 @@ def testing_parser() -> argparse.ArgumentParser:
     return p
 
 
-def load_weights(path: Path) -> dict[str, torch.Tensor]:
-    """A state_dict, unpickled with weights_only=True: a checkpoint can carry code, and that is refused."""
-    if not path.is_file():
-        raise DataError(f"{path}: checkpoint not found; check --model, --model_dir and --iteration")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # UnpicklingError for code, RuntimeError/EOFError for damaged files
-        raise DataError(
-            f"{path}: refused: not a plain tensor checkpoint ({str(error).splitlines()[0][:160]}); "
-            f"load only checkpoints written by this project's training scripts"
-        ) from error
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise DataError(f"{path}: not a state_dict of tensors; pass an iter_<N>.pth written by the training scripts")
-    return state
-
-
 def load_network(path: Path, device: torch.device | str) -> tuple[VNet, int]:
     """The test-time V-Net (no dropout) with the checkpoint's weights, and its number of classes."""
-    state = load_weights(path)
+    state = load_checkpoint(path)
+    if not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise DataError(f"{path}: not a state_dict of tensors; pass an iter_<N>.pth written by the training scripts")
     num_classes = state["out_conv.weight"].shape[0] if "out_conv.weight" in state else 2
     net = VNet(n_classes=num_classes, has_dropout=False)
     expected = net.state_dict()

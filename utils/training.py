@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
-import os
 import random
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from dataloaders.checks import check_dataset
 from dataloaders.la_heart import DataError, LAHeart, TrainTransform, TwoStreamBatchSampler
 from networks.vnet import SIDE_MULTIPLE, VNet
 from utils import ramps
+from utils.checkpoint import all_finite, load_checkpoint, restore_training_state, save_atomic, training_state
 from utils.losses import supervised_loss
 from utils.mean_teacher import ema_update, uncertainty_aware_consistency
 from utils.visualize import slice_grid
@@ -37,6 +37,7 @@ T = TypeVar("T")
 
 NUM_CLASSES = 2
 IMAGE_EVERY = 50
+STATE_FILE = "state_latest.pth"  # the full training state, for --resume
 
 
 def default_device() -> str:
@@ -62,6 +63,7 @@ def training_parser(description: str, exp: str, semi_supervised: bool) -> argpar
     p.add_argument("--save_every", type=int, default=1000, help="checkpoint every N iterations (and at the end)")
     p.add_argument("--device", default=default_device(), help="cuda, cuda:1, cpu, ...")
     p.add_argument("--num_workers", type=int, default=2, help="data loader processes (0: load in the main one)")
+    p.add_argument("--resume", default="", help="'auto': continue <run>/state_latest.pth if present; or a path")
     if semi_supervised:
         p.add_argument("--ema_decay", type=float, default=0.99)
         p.add_argument("--consistency", type=float, default=0.1, help="maximal consistency weight lambda")
@@ -102,21 +104,67 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     torch.backends.cudnn.benchmark = not deterministic
 
 
-def save_checkpoint(state: dict, path: Path) -> None:
-    """Write to a temporary file and rename, so a kill while saving leaves any earlier file intact."""
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+class RunStopped(Exception):
+    """The run stopped on purpose (a signal, a non-finite loss); the message says what was kept."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class StopSignals:
+    """While active, SIGINT and SIGTERM only raise a flag: the loop then saves its state and stops cleanly."""
+
+    def __enter__(self) -> StopSignals:
+        self.received: int | None = None
+        self.previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.received = signum
+
+    def __exit__(self, *exc: object) -> None:
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
 
 
 def setup_logging(snapshot: Path) -> logging.Logger:
     logger = logging.getLogger("uamt")
     logger.handlers.clear()
     logger.setLevel(logging.INFO)
-    handler = logging.FileHandler(snapshot / "log.txt")
+    handler = logging.FileHandler(snapshot / "log.txt")  # appends: a resumed run continues the same log
     handler.setFormatter(logging.Formatter("[%(asctime)s.%(msecs)03d] %(message)s", datefmt="%H:%M:%S"))
     logger.addHandler(handler)
     return logger
+
+
+def log_images(writer: SummaryWriter, iteration: int, images, labels, logits, consistency) -> None:
+    """Slices of the first (labelled) item, its uncertainty and mask, and of the last (unlabelled) item."""
+    prediction = logits.argmax(1)
+    grids = {
+        "train/Image": slice_grid(images[0, 0]),
+        "train/Groundtruth_label": slice_grid(labels[0], False, NUM_CLASSES - 1),
+        "train/Predicted_label": slice_grid(prediction[0], False, NUM_CLASSES - 1),
+    }
+    if consistency is not None:
+        grids |= {
+            "train/uncertainty": slice_grid(consistency.uncertainty[0, 0]),
+            "train/mask": slice_grid(1.0 - consistency.mask[0, 0], False, 1.0),  # white: filtered out
+            "unlabel/Image": slice_grid(images[-1, 0]),
+            "unlabel/Predicted_label": slice_grid(prediction[-1], False, NUM_CLASSES - 1),
+        }
+    for name, grid in grids.items():
+        writer.add_image(name, grid, iteration)
+
+
+def resume_path(args: argparse.Namespace, snapshot: Path) -> Path | None:
+    """--resume auto: <run>/state_latest.pth when it exists; --resume PATH: that file."""
+    if not args.resume:
+        return None
+    if args.resume == "auto":
+        path = snapshot / STATE_FILE
+        return path if path.is_file() else None
+    return Path(args.resume)
 
 
 def train(args: argparse.Namespace, consistency_on: ConsistencyOn) -> Path:
@@ -132,25 +180,29 @@ def train(args: argparse.Namespace, consistency_on: ConsistencyOn) -> Path:
     # Labelled = the first --labelnum IDs of train.list; unlabelled = the rest (read only when used).
     used_ids = train_ids if semi else train_ids[: args.labelnum]
     dataset = LAHeart(args.root_path, used_ids, TrainTransform(args.patch_size))
+    snapshot = Path(args.model_dir) / args.exp
+    resume_from = resume_path(args, snapshot)
+    state = load_checkpoint(resume_from) if resume_from else None
     seed_everything(args.seed, bool(args.deterministic))
     device = torch.device(args.device)
 
-    snapshot = Path(args.model_dir) / args.exp
     (snapshot / "log").mkdir(parents=True, exist_ok=True)
     logger = setup_logging(snapshot)
     logger.info(str(vars(args)))
+
     sampler = TwoStreamBatchSampler(
         range(args.labelnum), range(args.labelnum, len(used_ids)), args.batch_size, args.labeled_bs, args.seed
     )
+    # The loader's own generator: drawing worker seeds from the global one would make dropout and teacher noise
+    # depend on --num_workers (a new single-process iterator draws each epoch, persistent workers don't).
+    loader_generator = torch.Generator().manual_seed(args.seed)
     loader = DataLoader(
         dataset,
         batch_sampler=sampler,
         num_workers=args.num_workers,
         pin_memory=device.type == "cuda",
         persistent_workers=args.num_workers > 0,
-        # The loader's own generator: drawing worker seeds from the global one would make dropout and teacher
-        # noise depend on --num_workers (a new single-process iterator draws each epoch, persistent workers don't).
-        generator=torch.Generator().manual_seed(args.seed),
+        generator=loader_generator,
     )
 
     student = VNet(n_classes=NUM_CLASSES, has_dropout=True).to(device)
@@ -164,103 +216,118 @@ def train(args: argparse.Namespace, consistency_on: ConsistencyOn) -> Path:
         teacher.train()  # dropout on and BatchNorm batch statistics, as the release runs it
     student.train()
 
-    writer = SummaryWriter(str(snapshot / "log"))
+    iteration = 0
+    if state is not None:
+        iteration = restore_training_state(state, student, teacher, optimizer, sampler, loader_generator)
+        logger.info(f"resumed from {resume_from} at iteration {iteration}")
+        print(f"resumed from {resume_from} at iteration {iteration}")
+
+    def save_state(batches_done: int) -> Path:
+        if not all_finite(student):  # never keep a non-finite model
+            raise RunStopped(f"non-finite weights at iteration {iteration}; nothing saved", 3)
+        path = snapshot / STATE_FILE
+        save_atomic(training_state(iteration, batches_done, student, teacher, optimizer, sampler, loader_generator),
+                    path)  # fmt: skip
+        return path
+
     logger.info(f"{len(sampler)} iterations per epoch; {len(train_ids)} cases in train.list, {args.labelnum} labelled")
     labeled = slice(0, args.labeled_bs)
     consistency_items = slice(args.labeled_bs, None) if consistency_on == "unlabeled" else slice(None)
-
-    iteration = 0
     clock = time.perf_counter()
-    bar = tqdm(total=args.max_iterations, ncols=90, desc=args.exp)
-    while iteration < args.max_iterations:
-        for batch in loader:
-            lr = ramps.step_lr(iteration, args.base_lr, args.lr_step)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            images = batch["image"].to(device, non_blocking=True)
-            labels = batch["label"].to(device, non_blocking=True)
+    bar = tqdm(total=args.max_iterations, initial=iteration, ncols=90, desc=args.exp)
+    # The writer and the bar close on every exit, a stop included: events reach the disk, the bar ends its line.
+    with StopSignals() as stop, SummaryWriter(str(snapshot / "log")) as writer, bar:
+        while iteration < args.max_iterations:
+            for batches_done, batch in enumerate(loader, start=sampler.skip + 1):
+                lr = ramps.step_lr(iteration, args.base_lr, args.lr_step)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                images = batch["image"].to(device, non_blocking=True)
+                labels = batch["label"].to(device, non_blocking=True)
 
-            logits = student(images)
-            loss_sup, parts = supervised_loss(logits[labeled], labels[labeled])
-            loss = loss_sup
-            scalars = {"lr": lr, "loss/loss_seg": parts["loss_seg"], "loss/loss_seg_dice": parts["loss_seg_dice"]}
-
-            if semi:
-                weight = ramps.consistency_weight(
-                    iteration, args.consistency, args.consistency_rampup, args.rampup_epoch_iters
-                )
-                threshold = ramps.uncertainty_threshold(iteration, args.max_iterations, NUM_CLASSES)
-                consistency = uncertainty_aware_consistency(
-                    logits[consistency_items], teacher, images[consistency_items], threshold, args.mc_passes
-                )
-                loss = loss_sup + weight * consistency.loss
-                scalars |= {
-                    "train/consistency_weight": weight,
-                    "train/consistency_dist": consistency.loss,
-                    "train/consistency_loss": weight * consistency.loss,
-                    "uncertainty/threshold": threshold,
-                    "uncertainty/mean": consistency.uncertainty.mean(),
-                    "uncertainty/max": consistency.uncertainty.max(),
-                    "uncertainty/min": consistency.uncertainty.min(),
-                    "uncertainty/mask_per": consistency.mask.mean(),
+                logits = student(images)
+                loss_sup, parts = supervised_loss(logits[labeled], labels[labeled])
+                loss = loss_sup
+                scalars = {
+                    "lr": lr,
+                    "loss/loss_seg": parts["loss_seg"],
+                    "loss/loss_seg_dice": parts["loss_seg_dice"],
                 }
 
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if semi:
-                ema_update(teacher, student, args.ema_decay, iteration)
-            iteration += 1
-
-            scalars["loss/loss"] = loss
-            values = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in scalars.items()}
-            # Wall time since the previous step (data loading and logging included); float() above synchronised.
-            now = time.perf_counter()
-            values["time/iteration_s"], clock = now - clock, now
-            if not math.isfinite(values["loss/loss"]):
-                raise FloatingPointError(f"loss is {values['loss/loss']} at iteration {iteration}; stopping")
-            for name, value in values.items():
-                writer.add_scalar(name, value, iteration)
-            logger.info(f"iteration {iteration}: " + ", ".join(f"{k} {v:.5f}" for k, v in values.items()))
-            bar.set_postfix(loss=f"{values['loss/loss']:.4f}", lr=f"{lr:.0e}")
-            bar.update()
-
-            if iteration % IMAGE_EVERY == 0:
-                prediction = logits.argmax(1)
-                images_to_log = {
-                    "train/Image": slice_grid(images[0, 0]),
-                    "train/Groundtruth_label": slice_grid(labels[0], False, NUM_CLASSES - 1),
-                    "train/Predicted_label": slice_grid(prediction[0], False, NUM_CLASSES - 1),
-                }
+                consistency = None
                 if semi:
-                    images_to_log |= {
-                        "train/uncertainty": slice_grid(consistency.uncertainty[0, 0]),
-                        "train/mask": slice_grid(1.0 - consistency.mask[0, 0], False, 1.0),
-                        "unlabel/Image": slice_grid(images[-1, 0]),
-                        "unlabel/Predicted_label": slice_grid(prediction[-1], False, NUM_CLASSES - 1),
+                    weight = ramps.consistency_weight(
+                        iteration, args.consistency, args.consistency_rampup, args.rampup_epoch_iters
+                    )
+                    threshold = ramps.uncertainty_threshold(iteration, args.max_iterations, NUM_CLASSES)
+                    consistency = uncertainty_aware_consistency(
+                        logits[consistency_items], teacher, images[consistency_items], threshold, args.mc_passes
+                    )
+                    loss = loss_sup + weight * consistency.loss
+                    scalars |= {
+                        "train/consistency_weight": weight,
+                        "train/consistency_dist": consistency.loss,
+                        "train/consistency_loss": weight * consistency.loss,
+                        "uncertainty/threshold": threshold,
+                        "uncertainty/mean": consistency.uncertainty.mean(),
+                        "uncertainty/max": consistency.uncertainty.max(),
+                        "uncertainty/min": consistency.uncertainty.min(),
+                        "uncertainty/mask_per": consistency.mask.mean(),
                     }
-                for name, grid in images_to_log.items():
-                    writer.add_image(name, grid, iteration)
 
-            if iteration % args.save_every == 0 or iteration == args.max_iterations:
-                path = snapshot / f"iter_{iteration}.pth"
-                save_checkpoint(student.state_dict(), path)
-                logger.info(f"saved {path}")
-            if iteration >= args.max_iterations:
-                break
-    bar.close()
-    writer.close()
+                if not torch.isfinite(loss):  # stop before the step: the weights and checkpoints stay finite
+                    raise RunStopped(
+                        f"loss is {float(loss)} at iteration {iteration + 1}; stopped. The last good checkpoint is "
+                        f"{snapshot / STATE_FILE}; lower --base_lr or check the data",
+                        3,
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                if semi:
+                    ema_update(teacher, student, args.ema_decay, iteration)
+                iteration += 1
+
+                scalars["loss/loss"] = loss
+                values = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in scalars.items()}
+                # Wall time since the previous step (data loading and logging included); float() synchronised.
+                now = time.perf_counter()
+                values["time/iteration_s"], clock = now - clock, now
+                for name, value in values.items():
+                    writer.add_scalar(name, value, iteration)
+                logger.info(f"iteration {iteration}: " + ", ".join(f"{k} {v:.5f}" for k, v in values.items()))
+                bar.set_postfix(loss=f"{values['loss/loss']:.4f}", lr=f"{lr:.0e}")
+                bar.update()
+                if iteration % IMAGE_EVERY == 0:
+                    log_images(writer, iteration, images, labels, logits, consistency)
+
+                if iteration % args.save_every == 0 or iteration == args.max_iterations:
+                    path = snapshot / f"iter_{iteration}.pth"
+                    save_atomic(student.state_dict(), path)
+                    save_state(batches_done)
+                    logger.info(f"saved {path} and {STATE_FILE}")
+                if stop.received is not None:
+                    path = save_state(batches_done)
+                    name = signal.Signals(stop.received).name
+                    logger.info(f"stopped by {name} at iteration {iteration}; saved {path}")
+                    raise RunStopped(
+                        f"stopped by {name} at iteration {iteration}; saved {path}: continue with --resume auto",
+                        128 + stop.received,
+                    )
+                if iteration >= args.max_iterations:
+                    break
     print(f"checkpoints in {snapshot}/, TensorBoard logs: tensorboard --logdir {snapshot / 'log'}")
     return snapshot
 
 
 def run_guarded(job: Callable[[], T]) -> T:
-    """Run a script's job; a data mistake ends in one line on stderr and exit code 2, not a stack trace."""
+    """Run a script's job; a data mistake (exit 2) or a deliberate stop (signal, non-finite loss) ends in one line
+    on stderr, not a stack trace."""
     try:
         return job()
-    except DataError as error:
+    except (DataError, RunStopped) as error:
         print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(getattr(error, "exit_code", 2))
 
 
 def run_training(parser: argparse.ArgumentParser, consistency_on: ConsistencyOn) -> None:

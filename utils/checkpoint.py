@@ -1,0 +1,81 @@
+"""Checkpoints: written atomically, read with weights_only=True, and the full training state for --resume."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from dataloaders.la_heart import DataError, TwoStreamBatchSampler
+
+
+def save_atomic(obj: object, path: Path) -> None:
+    """Write to a temporary file and rename, so a kill while saving leaves any earlier file intact."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Unpickle with weights_only=True: a checkpoint can carry code, and such a file is refused, not run."""
+    if not path.is_file():
+        raise DataError(f"{path}: checkpoint not found; check --model, --model_dir, --iteration or --resume")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # UnpicklingError for code, RuntimeError/EOFError for damaged files
+        raise DataError(
+            f"{path}: refused: not a plain tensor checkpoint ({str(error).splitlines()[0][:160]}); "
+            f"load only checkpoints written by this project's training scripts"
+        ) from error
+    if not isinstance(state, dict):
+        raise DataError(f"{path}: holds a {type(state).__name__}, not a dict; pass a checkpoint of this project")
+    return state
+
+
+def all_finite(module: nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in module.parameters())
+
+
+def training_state(
+    iteration: int,
+    batches_done: int,
+    student: nn.Module,
+    teacher: nn.Module | None,
+    optimizer: torch.optim.Optimizer,
+    sampler: TwoStreamBatchSampler,
+    loader_generator: torch.Generator,
+) -> dict:
+    """Everything a resumed run needs to continue exactly where this one is (the lr and ramps follow the iteration)."""
+    return {
+        "iteration": iteration,
+        "student": student.state_dict(),
+        "teacher": teacher.state_dict() if teacher is not None else {},
+        "optimizer": optimizer.state_dict(),
+        "sampler": sampler.state_dict(batches_done),
+        "rng_torch": torch.get_rng_state(),
+        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "rng_loader": loader_generator.get_state(),
+    }
+
+
+def restore_training_state(
+    state: dict,
+    student: nn.Module,
+    teacher: nn.Module | None,
+    optimizer: torch.optim.Optimizer,
+    sampler: TwoStreamBatchSampler,
+    loader_generator: torch.Generator,
+) -> int:
+    """Load a `training_state` into the run's objects; returns the iteration to continue from."""
+    student.load_state_dict(state["student"])
+    if teacher is not None:
+        teacher.load_state_dict(state["teacher"])
+    optimizer.load_state_dict(state["optimizer"])
+    sampler.load_state_dict(state["sampler"])
+    torch.set_rng_state(state["rng_torch"])
+    if state["rng_cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng_cuda"])
+    loader_generator.set_state(state["rng_loader"])
+    return int(state["iteration"])
