@@ -71,21 +71,31 @@ def test_sigkill_between_checkpoints_then_resume_ends_with_the_same_weights(synt
     assert_same(weights(run / "iter_6.pth"), weights(tmp_path / "model" / "straight" / "iter_6.pth"))
 
 
-def test_sigterm_saves_the_state_and_exits_cleanly(synthetic_root, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_saves_the_state_and_exits_cleanly(synthetic_root, tmp_path, signum):
+    """SIGTERM to the process (a scheduler), SIGINT to its whole group, loader workers included (Ctrl-C)."""
     run = tmp_path / "model" / "stopped"
     process = subprocess.Popen(command(synthetic_root, "stopped", 50), cwd=tmp_path, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
     log = run / "log.txt"
     wait_for(log, process)
     while "iteration 1:" not in log.read_text():
         time.sleep(0.02)
-    process.send_signal(signal.SIGTERM)
+    if signum == signal.SIGINT:
+        os.killpg(process.pid, signum)
+    else:
+        process.send_signal(signum)
     _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 128 + signal.SIGTERM
+    assert process.returncode == 128 + signum, stderr
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]  # the rest is the progress bar
-    assert len(errors) == 1 and "stopped by SIGTERM at iteration" in errors[0] and "Traceback" not in stderr
+    name = signal.Signals(signum).name
+    assert len(errors) == 1 and f"stopped by {name} at iteration" in errors[0] and "Traceback" not in stderr
     state = checkpoint.load_checkpoint(run / training.STATE_FILE)
     assert 1 <= state["iteration"] < 50
+
+    other = subprocess.run(command(synthetic_root, "stopped", 50, "--resume", "auto", "--labelnum", "5"),
+                           cwd=tmp_path, capture_output=True, text=True)  # fmt: skip
+    assert other.returncode == 2 and "saved with --labelnum 6" in other.stderr
 
 
 def test_non_finite_loss_stops_naming_the_iteration_and_keeps_the_last_good_checkpoint(

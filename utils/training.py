@@ -38,6 +38,8 @@ T = TypeVar("T")
 NUM_CLASSES = 2
 IMAGE_EVERY = 50
 STATE_FILE = "state_latest.pth"  # the full training state, for --resume
+# A resumed run must draw the same batches: these flags may not change.
+RESUME_MUST_MATCH = ("root_path", "labelnum", "batch_size", "labeled_bs", "patch_size", "seed")
 
 
 def default_device() -> str:
@@ -91,7 +93,8 @@ def check_split(args: argparse.Namespace, train_ids: list[str], semi: bool) -> N
             f"--labelnum {args.labelnum}: train.list has {len(train_ids)} cases; choose 1..{len(train_ids)}"
         )
     if args.labeled_bs > args.labelnum:
-        raise DataError(f"--labeled_bs {args.labeled_bs} exceeds --labelnum {args.labelnum}: lower it")
+        flag = "--labeled_bs" if semi else "--batch_size"  # a supervised batch is all labelled
+        raise DataError(f"{flag} {args.labeled_bs} exceeds --labelnum {args.labelnum}: lower it")
     if semi and args.labelnum == len(train_ids):
         raise DataError(f"--labelnum {args.labelnum} leaves no unlabelled case in train.list: lower it")
 
@@ -157,6 +160,15 @@ def log_images(writer: SummaryWriter, iteration: int, images, labels, logits, co
         writer.add_image(name, grid, iteration)
 
 
+def ignore_sigint() -> None:
+    """Loader workers leave Ctrl-C to the main process, which saves and stops; a dead worker would crash it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _worker_init(worker_id: int) -> None:
+    ignore_sigint()
+
+
 def resume_path(args: argparse.Namespace, snapshot: Path) -> Path | None:
     """--resume auto: <run>/state_latest.pth when it exists; --resume PATH: that file."""
     if not args.resume:
@@ -183,6 +195,11 @@ def train(args: argparse.Namespace, consistency_on: ConsistencyOn) -> Path:
     snapshot = Path(args.model_dir) / args.exp
     resume_from = resume_path(args, snapshot)
     state = load_checkpoint(resume_from) if resume_from else None
+    if state is not None:
+        changed = [k for k in RESUME_MUST_MATCH if state.get("args", {}).get(k) != vars(args).get(k)]
+        if changed:
+            saved = ", ".join(f"--{k} {state.get('args', {}).get(k)}" for k in changed)
+            raise DataError(f"{resume_from}: saved with {saved}; resume with the same flags or start a new --exp")
     seed_everything(args.seed, bool(args.deterministic))
     device = torch.device(args.device)
 
@@ -203,6 +220,7 @@ def train(args: argparse.Namespace, consistency_on: ConsistencyOn) -> Path:
         pin_memory=device.type == "cuda",
         persistent_workers=args.num_workers > 0,
         generator=loader_generator,
+        worker_init_fn=_worker_init,
     )
 
     student = VNet(n_classes=NUM_CLASSES, has_dropout=True).to(device)
@@ -226,8 +244,8 @@ def train(args: argparse.Namespace, consistency_on: ConsistencyOn) -> Path:
         if not all_finite(student):  # never keep a non-finite model
             raise RunStopped(f"non-finite weights at iteration {iteration}; nothing saved", 3)
         path = snapshot / STATE_FILE
-        save_atomic(training_state(iteration, batches_done, student, teacher, optimizer, sampler, loader_generator),
-                    path)  # fmt: skip
+        state = training_state(iteration, batches_done, student, teacher, optimizer, sampler, loader_generator)
+        save_atomic(state | {"args": vars(args)}, path)
         return path
 
     logger.info(f"{len(sampler)} iterations per epoch; {len(train_ids)} cases in train.list, {args.labelnum} labelled")
