@@ -295,7 +295,7 @@ def train(args: argparse.Namespace, consistency_on: ConsistencyOn) -> Path:
 
                 if not torch.isfinite(loss):  # stop before the step: the weights and checkpoints stay finite
                     raise RunStopped(
-                        f"loss is {float(loss)} at iteration {iteration + 1}; stopped. The last good checkpoint is "
+                        f"loss is {loss.item()} at iteration {iteration + 1}; stopped. The last good checkpoint is "
                         f"{snapshot / STATE_FILE}; lower --base_lr or check the data",
                         3,
                     )
