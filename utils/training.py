@@ -160,13 +160,9 @@ def log_images(writer: SummaryWriter, iteration: int, images, labels, logits, co
         writer.add_image(name, grid, iteration)
 
 
-def ignore_sigint() -> None:
+def _worker_init(worker_id: int) -> None:
     """Loader workers leave Ctrl-C to the main process, which saves and stops; a dead worker would crash it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _worker_init(worker_id: int) -> None:
-    ignore_sigint()
 
 
 def resume_path(args: argparse.Namespace, snapshot: Path) -> Path | None:
