@@ -161,8 +161,10 @@ def log_images(writer: SummaryWriter, iteration: int, images, labels, logits, co
 
 
 def _worker_init(worker_id: int) -> None:
-    """Loader workers leave Ctrl-C to the main process, which saves and stops; a dead worker would crash it."""
+    """Loader workers leave Ctrl-C and a scheduler's SIGTERM (sent to the whole job) to the main process, which saves
+    and stops; a worker dying of them would crash the main process instead."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def resume_path(args: argparse.Namespace, snapshot: Path) -> Path | None:
