@@ -1,5 +1,6 @@
 """A crash loses no finished work: atomic checkpoints, exact resume, clean stops on signals and non-finite losses."""
 
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -113,6 +114,8 @@ def test_non_finite_loss_stops_naming_the_iteration_and_keeps_the_last_good_chec
     with pytest.raises(training.RunStopped, match="loss is nan at iteration 3") as stopped:
         training.train(args, "unlabeled")
     assert stopped.value.exit_code == 3
+    # The traceback holds the loader: its workers (which ignore SIGTERM) must be gone, or the interpreter's exit hangs.
+    assert not multiprocessing.active_children()
     run = tmp_path / "nan"
     assert (run / "iter_2.pth").exists() and not (run / "iter_4.pth").exists()
     state = checkpoint.load_checkpoint(run / training.STATE_FILE)

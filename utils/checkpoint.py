@@ -46,9 +46,12 @@ def training_state(
     optimizer: torch.optim.Optimizer,
     sampler: TwoStreamBatchSampler,
     loader_generator: torch.Generator,
+    args: dict,
 ) -> dict:
-    """Everything a resumed run needs to continue exactly where this one is (the lr and ramps follow the iteration)."""
+    """Everything a resumed run needs to continue exactly where this one is (the lr and ramps follow the iteration),
+    and the flags it ran with."""
     return {
+        "args": args,
         "iteration": iteration,
         "student": student.state_dict(),
         "teacher": teacher.state_dict() if teacher is not None else {},

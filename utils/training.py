@@ -13,7 +13,8 @@ import random
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -38,7 +39,6 @@ T = TypeVar("T")
 NUM_CLASSES = 2
 IMAGE_EVERY = 50
 STATE_FILE = "state_latest.pth"  # the full training state, for --resume
-# A resumed run must draw the same batches: these flags may not change.
 RESUME_MUST_MATCH = ("root_path", "labelnum", "batch_size", "labeled_bs", "patch_size", "seed")
 
 
@@ -167,6 +167,18 @@ def _worker_init(worker_id: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
+@contextmanager
+def workers_shut_down(loader: DataLoader) -> Iterator[DataLoader]:
+    """Shut the persistent workers down on every exit. An exception's traceback keeps the loader and its workers
+    alive, and at interpreter exit multiprocessing joins them after a SIGTERM they ignore: the process would hang."""
+    try:
+        yield loader
+    finally:
+        if loader._iterator is not None:  # torch has no public call for this
+            loader._iterator._shutdown_workers()
+            loader._iterator = None
+
+
 def resume_path(args: argparse.Namespace, snapshot: Path) -> Path | None:
     """--resume auto: <run>/state_latest.pth when it exists; --resume PATH: that file."""
     if not args.resume:
@@ -175,6 +187,15 @@ def resume_path(args: argparse.Namespace, snapshot: Path) -> Path | None:
         path = snapshot / STATE_FILE
         return path if path.is_file() else None
     return Path(args.resume)
+
+
+def check_resumable(state: dict, args: argparse.Namespace, path: Path) -> None:
+    """A resumed run must draw the same batches: refuse a state saved with other data or batch flags."""
+    saved = state.get("args", {})
+    changed = [k for k in RESUME_MUST_MATCH if saved.get(k) != vars(args).get(k)]
+    if changed:
+        flags = ", ".join(f"--{k} {saved.get(k)}" for k in changed)
+        raise DataError(f"{path}: saved with {flags}; resume with the same flags or start a new --exp")
 
 
 def train(args: argparse.Namespace, consistency_on: ConsistencyOn) -> Path:
@@ -194,10 +215,7 @@ def train(args: argparse.Namespace, consistency_on: ConsistencyOn) -> Path:
     resume_from = resume_path(args, snapshot)
     state = load_checkpoint(resume_from) if resume_from else None
     if state is not None:
-        changed = [k for k in RESUME_MUST_MATCH if state.get("args", {}).get(k) != vars(args).get(k)]
-        if changed:
-            saved = ", ".join(f"--{k} {state.get('args', {}).get(k)}" for k in changed)
-            raise DataError(f"{resume_from}: saved with {saved}; resume with the same flags or start a new --exp")
+        check_resumable(state, args, resume_from)
     seed_everything(args.seed, bool(args.deterministic))
     device = torch.device(args.device)
 
@@ -242,8 +260,10 @@ def train(args: argparse.Namespace, consistency_on: ConsistencyOn) -> Path:
         if not all_finite(student):  # never keep a non-finite model
             raise RunStopped(f"non-finite weights at iteration {iteration}; nothing saved", 3)
         path = snapshot / STATE_FILE
-        state = training_state(iteration, batches_done, student, teacher, optimizer, sampler, loader_generator)
-        save_atomic(state | {"args": vars(args)}, path)
+        save_atomic(
+            training_state(iteration, batches_done, student, teacher, optimizer, sampler, loader_generator, vars(args)),
+            path,
+        )
         return path
 
     logger.info(f"{len(sampler)} iterations per epoch; {len(train_ids)} cases in train.list, {args.labelnum} labelled")
@@ -251,8 +271,8 @@ def train(args: argparse.Namespace, consistency_on: ConsistencyOn) -> Path:
     consistency_items = slice(args.labeled_bs, None) if consistency_on == "unlabeled" else slice(None)
     clock = time.perf_counter()
     bar = tqdm(total=args.max_iterations, initial=iteration, ncols=90, desc=args.exp)
-    # The writer and the bar close on every exit, a stop included: events reach the disk, the bar ends its line.
-    with StopSignals() as stop, SummaryWriter(str(snapshot / "log")) as writer, bar:
+    # The writer, the bar and the loader workers close on every exit, a stop included: events reach the disk.
+    with StopSignals() as stop, SummaryWriter(str(snapshot / "log")) as writer, bar, workers_shut_down(loader):
         while iteration < args.max_iterations:
             for batches_done, batch in enumerate(loader, start=sampler.skip + 1):
                 lr = ramps.step_lr(iteration, args.base_lr, args.lr_step)
