@@ -1,6 +1,8 @@
 """Each training script for a few iterations on generated data, then test_LA.py on its checkpoint."""
 
 import csv
+import json
+import math
 import shutil
 import struct
 import subprocess
@@ -34,14 +36,14 @@ def event_tags(log_dir):
 
 
 SCRIPTS = [
-    ("train_supervised.py", "vnet_supervised", []),
-    ("train_uamt.py", "UAMT", ["--labeled_bs", "1"]),
-    ("train_uamt_unlabel.py", "UAMT_unlabel", ["--labeled_bs", "1"]),
+    ("train_supervised.py", "vnet_supervised", [], "supervised"),
+    ("train_uamt.py", "UAMT", ["--labeled_bs", "1"], "uamt"),
+    ("train_uamt_unlabel.py", "UAMT_unlabel", ["--labeled_bs", "1"], "uamt_unlabel"),
 ]
 
 
-@pytest.mark.parametrize(("script", "exp", "extra"), SCRIPTS)
-def test_train_then_test(script, exp, extra, synthetic_root, tmp_path):
+@pytest.mark.parametrize(("script", "exp", "extra", "method"), SCRIPTS)
+def test_train_then_test_then_summarize(script, exp, extra, method, synthetic_root, tmp_path):
     common = [
         "--root_path",
         synthetic_root,
@@ -94,6 +96,16 @@ def test_train_then_test(script, exp, extra, synthetic_root, tmp_path):
         for suffix in ("pred", "img", "gt"):
             assert (out / f"{case_id}_{suffix}.nii.gz").is_file()
     assert "mean: dice" in result.stdout
+    assert json.loads((out / "test.json").read_text())["cases"] == len(test_ids)
+
+    info = json.loads((run_dir / "run.json").read_text())
+    unlabelled = 0 if method == "supervised" else 5  # 8 training cases, 3 labelled
+    assert (info["method"], info["labelled"], info["unlabelled"], info["iterations"]) == (method, 3, unlabelled, 3)
+    result = run("summarize.py", run_dir, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    row = result.stdout.splitlines()[2].split(" | ")
+    assert row[1:4] == [f"`{method}:3`", "3", str(unlabelled)]
+    assert row[4] == f"{100 * float(rows[-1]['dice']):.2f}"  # one seed: the run's mean Dice in percent, no std
 
 
 def test_consistency_items_per_method(synthetic_root, tmp_path, monkeypatch):
@@ -101,9 +113,9 @@ def test_consistency_items_per_method(synthetic_root, tmp_path, monkeypatch):
     seen = []
     real = training.uncertainty_aware_consistency
 
-    def spy(student_logits, teacher, inputs, *args):
-        seen.append((student_logits.shape[0], inputs.shape[0], teacher.training))
-        return real(student_logits, teacher, inputs, *args)
+    def spy(student_logits, teacher, inputs, threshold, *args):
+        seen.append((student_logits.shape[0], inputs.shape[0], teacher.training, threshold))
+        return real(student_logits, teacher, inputs, threshold, *args)
 
     monkeypatch.setattr(training, "uncertainty_aware_consistency", spy)
     monkeypatch.setattr(training, "IMAGE_EVERY", 1)  # image grids at every iteration
@@ -126,12 +138,17 @@ def test_consistency_items_per_method(synthetic_root, tmp_path, monkeypatch):
     ]
     training.train(parser.parse_args(base), "all")
     run = training.train(parser.parse_args(base), "unlabeled")
-    assert seen == [(4, 4, True), (2, 2, True)]
+    h0 = 0.75 * math.log(2) + 0.25 * math.exp(-5) * math.log(2)  # H(0) = (0.75 + 0.25 r(0)) ln 2
+    assert seen == [(4, 4, True, pytest.approx(h0)), (2, 2, True, pytest.approx(h0))]
     grids = {"train/Image", "train/Groundtruth_label", "train/Predicted_label", "train/uncertainty", "train/mask"}
     assert grids | {"unlabel/Image", "unlabel/Predicted_label"} <= event_tags(run / "log")
+    # The mean-teacher ablation: H = inf, every voxel kept.
+    no_mask = training.train(parser.parse_args(base + ["--exp", "m", "--uncertainty_mask", "0"]), "unlabeled")
+    assert seen[2][:3] == (2, 2, True) and seen[2][3] == math.inf
+    assert json.loads((no_mask / "run.json").read_text())["method"] == "uamt_unlabel_nomask"
     supervised = training.training_parser("", "s", semi_supervised=False)
     run = training.train(supervised.parse_args(base + ["--exp", "s"]), "none")
-    assert len(seen) == 2
+    assert len(seen) == 3
     assert {"train/Image", "train/Groundtruth_label", "train/Predicted_label"} <= event_tags(run / "log")
 
 

@@ -47,11 +47,13 @@ def training_state(
     sampler: TwoStreamBatchSampler,
     loader_generator: torch.Generator,
     args: dict,
+    elapsed_s: float,
 ) -> dict:
     """Everything a resumed run needs to continue exactly where this one is (the lr and ramps follow the iteration),
-    and the flags it ran with."""
+    the flags it ran with and its training time so far."""
     return {
         "args": args,
+        "elapsed_s": elapsed_s,
         "iteration": iteration,
         "student": student.state_dict(),
         "teacher": teacher.state_dict() if teacher is not None else {},

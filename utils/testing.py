@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
+import time
 from pathlib import Path
 
 import nibabel as nib
@@ -16,7 +18,7 @@ from dataloaders.la_heart import DataError, case_path, read_case
 from networks.vnet import VNet
 from utils.checkpoint import load_checkpoint
 from utils.evaluation import METRICS, case_metrics, sliding_window_probability, summarize
-from utils.training import default_device, run_guarded
+from utils.training import default_device, machine_description, run_guarded
 
 
 def testing_parser() -> argparse.ArgumentParser:
@@ -75,6 +77,7 @@ def write_csv(path: Path, ids: list[str], rows: list[dict[str, float]], means: d
 
 def evaluate(args: argparse.Namespace) -> dict[str, float]:
     """Evaluate and return the mean metrics; writes <run>/test_iter_<N>/metrics.csv (+ NIfTI files)."""
+    started = time.perf_counter()
     run = Path(args.model_dir) / args.model
     net, num_classes = load_network(run / f"iter_{args.iteration}.pth", args.device)
     # Every case is checked before anything is written, so a bad file cannot stop the run half-way.
@@ -98,6 +101,11 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
 
     means, undefined = summarize(rows)
     write_csv(out / "metrics.csv", ids, rows, means)
+    wall_s = time.perf_counter() - started
+    settings = {k: vars(args)[k] for k in ("iteration", "split", "patch_size", "stride_xy", "stride_z")}
+    info = settings | {"cases": len(ids), "wall_s": round(wall_s, 1), "post_processing": "none"}
+    info["machine"] = machine_description(torch.device(args.device))
+    (out / "test.json").write_text(json.dumps(info, indent=1) + "\n")
     print("mean: " + ", ".join(f"{m} {means[m]:.4f}" for m in METRICS))
     for name, count in undefined.items():
         if count:

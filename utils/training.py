@@ -8,7 +8,11 @@ of `utils.mean_teacher` weighted by lambda(t), on every item of the batch ("all"
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import math
+import os
+import platform
 import random
 import signal
 import sys
@@ -73,6 +77,13 @@ def training_parser(description: str, exp: str, semi_supervised: bool) -> argpar
         # The release counts the ramp of lambda(t) in "epochs" of 150 iterations (iter_num // 150).
         p.add_argument("--rampup_epoch_iters", type=int, default=150, help="iterations per ramp-up epoch")
         p.add_argument("--mc_passes", type=int, default=8, help="T: Monte-Carlo dropout passes of the teacher")
+        p.add_argument(
+            "--uncertainty_mask",
+            type=int,
+            default=1,
+            choices=[0, 1],
+            help="1: consistency only where U < H(t) (UA-MT); 0: on every voxel, H = inf (the mean-teacher ablation)",
+        )
     return p
 
 
@@ -179,6 +190,34 @@ def workers_shut_down(loader: DataLoader) -> Iterator[DataLoader]:
             loader._iterator = None
 
 
+def method_name(consistency_on: ConsistencyOn, uncertainty_mask: bool = True) -> str:
+    """The run's method as results tables name it: supervised, uamt, uamt_unlabel (+ _nomask: H = inf)."""
+    name = {"none": "supervised", "all": "uamt", "unlabeled": "uamt_unlabel"}[consistency_on]
+    return name if consistency_on == "none" or uncertainty_mask else f"{name}_nomask"
+
+
+def machine_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
+    cpu = platform.processor() or platform.machine()
+    return f"{os.cpu_count()} CPU cores ({cpu}), {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+
+
+def write_run_info(snapshot: Path, args: argparse.Namespace, method: str, unlabelled: int, elapsed_s: float) -> None:
+    """<run>/run.json: what summarize.py needs to group, label and time the run."""
+    info = {
+        "method": method,
+        "labelled": args.labelnum,
+        "unlabelled": unlabelled,
+        "seed": args.seed,
+        "iterations": args.max_iterations,
+        "train_wall_s": round(elapsed_s, 1),
+        "machine": machine_description(torch.device(args.device)),
+        "args": vars(args),
+    }
+    (snapshot / "run.json").write_text(json.dumps(info, indent=1) + "\n")
+
+
 def resume_path(args: argparse.Namespace, snapshot: Path) -> Path | None:
     """--resume auto: <run>/state_latest.pth when it exists; --resume PATH: that file."""
     if not args.resume:
@@ -200,6 +239,7 @@ def check_resumable(state: dict, args: argparse.Namespace, path: Path) -> None:
 
 def train(args: argparse.Namespace, consistency_on: ConsistencyOn) -> Path:
     """Train and return the run folder. `consistency_on`: "none" (supervised), "all" or "unlabeled" (UA-MT)."""
+    started = time.perf_counter()
     semi = consistency_on != "none"
     if not semi:
         args.labeled_bs = args.batch_size
@@ -250,9 +290,10 @@ def train(args: argparse.Namespace, consistency_on: ConsistencyOn) -> Path:
         teacher.train()  # dropout on and BatchNorm batch statistics, as the release runs it
     student.train()
 
-    iteration = 0
+    iteration, elapsed_before = 0, 0.0  # training time of the runs this one resumes
     if state is not None:
         iteration = restore_training_state(state, student, teacher, optimizer, sampler, loader_generator)
+        elapsed_before = float(state.get("elapsed_s", 0.0))
         logger.info(f"resumed from {resume_from} at iteration {iteration}")
         print(f"resumed from {resume_from} at iteration {iteration}")
 
@@ -260,8 +301,11 @@ def train(args: argparse.Namespace, consistency_on: ConsistencyOn) -> Path:
         if not all_finite(student):  # never keep a non-finite model
             raise RunStopped(f"non-finite weights at iteration {iteration}; nothing saved", 3)
         path = snapshot / STATE_FILE
+        elapsed = elapsed_before + time.perf_counter() - started
         save_atomic(
-            training_state(iteration, batches_done, student, teacher, optimizer, sampler, loader_generator, vars(args)),
+            training_state(
+                iteration, batches_done, student, teacher, optimizer, sampler, loader_generator, vars(args), elapsed
+            ),
             path,
         )
         return path
@@ -295,7 +339,11 @@ def train(args: argparse.Namespace, consistency_on: ConsistencyOn) -> Path:
                     weight = ramps.consistency_weight(
                         iteration, args.consistency, args.consistency_rampup, args.rampup_epoch_iters
                     )
-                    threshold = ramps.uncertainty_threshold(iteration, args.max_iterations, NUM_CLASSES)
+                    threshold = (
+                        ramps.uncertainty_threshold(iteration, args.max_iterations, NUM_CLASSES)
+                        if args.uncertainty_mask
+                        else math.inf
+                    )
                     consistency = uncertainty_aware_consistency(
                         logits[consistency_items], teacher, images[consistency_items], threshold, args.mc_passes
                     )
@@ -352,6 +400,9 @@ def train(args: argparse.Namespace, consistency_on: ConsistencyOn) -> Path:
                     )
                 if iteration >= args.max_iterations:
                     break
+    method = method_name(consistency_on, bool(getattr(args, "uncertainty_mask", 1)))
+    elapsed = elapsed_before + time.perf_counter() - started
+    write_run_info(snapshot, args, method, len(used_ids) - args.labelnum, elapsed)
     print(f"checkpoints in {snapshot}/, TensorBoard logs: tensorboard --logdir {snapshot / 'log'}")
     return snapshot
 

@@ -1,0 +1,121 @@
+"""Train, test and summarise the runs of a results table: methods x seeds, each tested at its final iteration.
+
+    python3 prepare_la_half.py && python3 benchmarks/run_table.py --config la_half      # CPU, RESULTS.md
+    python3 benchmarks/run_table.py --config paper                                     # the paper's rows, one GPU
+
+Each job trains (`--resume auto`: an interrupted table continues where it stopped), then tests the final iteration;
+a finished and tested run is skipped. Jobs run `--parallel` at a time, the CPU threads split between them. Every
+command is printed, and logged in <run>/job.log. Nothing reads test.list before a run's final model exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTS = {"supervised": "train_supervised.py", "uamt": "train_uamt.py", "uamt_unlabel": "train_uamt_unlabel.py"}
+
+
+@dataclass(frozen=True)
+class Scale:
+    root: str
+    patch: tuple[int, int, int]
+    iterations: int
+    lr_step: int  # the release's 2500 of 6000, scaled
+    rampup_epoch_iters: int  # the release's 150 of 6000, scaled: lambda reaches its maximum at the end
+    stride_xy: int
+    stride_z: int
+    save_every: int
+
+
+CONFIGS = {
+    # The paper: full resolution, 6000 iterations, windows at stride 18/4.
+    "paper": Scale("data/LA", (112, 112, 80), 6000, 2500, 150, 18, 4, 1000),
+    # Half resolution (prepare_la_half.py): the volumes are ~97x71x44, the patch covers about the share of the
+    # volume that 112x112x80 covers at full resolution; strides halved; iterations / 20.
+    "la_half": Scale("data/LA_half", (64, 64, 48), 300, 125, 8, 9, 2, 100),
+}
+# group -> (method, --labelnum, extra flags); the three core rows first, then the ablations.
+GROUPS = {
+    "supervised:16": ("supervised", 16, []),
+    "uamt_unlabel:16": ("uamt_unlabel", 16, []),
+    "supervised:80": ("supervised", 80, []),
+    "uamt_unlabel_nomask:16": ("uamt_unlabel", 16, ["--uncertainty_mask", "0"]),
+    "uamt:16": ("uamt", 16, []),
+}
+
+
+def job_commands(group: str, seed: int, scale: Scale, model_dir: str, device: str) -> tuple[str, list[list[str]]]:
+    method, labelnum, extra = GROUPS[group]
+    exp = f"{group.replace(':', '_')}_seed{seed}"
+    common = ["--root_path", scale.root, "--model_dir", model_dir, "--patch_size", *map(str, scale.patch),
+              "--device", device]  # fmt: skip
+    train = [sys.executable, SCRIPTS[method], *common, "--exp", exp, "--labelnum", str(labelnum), "--seed", str(seed),
+             "--max_iterations", str(scale.iterations), "--lr_step", str(scale.lr_step),
+             "--save_every", str(scale.save_every), "--num_workers", "0", "--resume", "auto", *extra]  # fmt: skip
+    if method != "supervised":
+        train += ["--rampup_epoch_iters", str(scale.rampup_epoch_iters)]
+    test = [sys.executable, "test_LA.py", *common, "--model", exp, "--iteration", str(scale.iterations),
+            "--stride_xy", str(scale.stride_xy), "--stride_z", str(scale.stride_z), "--save_nifti", "0"]  # fmt: skip
+    return exp, [train, test]
+
+
+def run_job(exp: str, commands: list[list[str]], run: Path, threads: int, final: int) -> str:
+    if (run / "run.json").is_file() and (run / f"test_iter_{final}" / "metrics.csv").is_file():
+        return f"{exp}: done before, skipped"
+    run.mkdir(parents=True, exist_ok=True)
+    env = os.environ | {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    start = time.perf_counter()
+    with open(run / "job.log", "a") as log:
+        for command in commands:
+            log.write("$ " + " ".join(command) + "\n")
+            log.flush()
+            if subprocess.run(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT).returncode:
+                return f"{exp}: FAILED, see {run / 'job.log'}"
+    return f"{exp}: trained and tested in {(time.perf_counter() - start) / 60:.1f} min"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", choices=sorted(CONFIGS), default="la_half")
+    parser.add_argument("--groups", nargs="+", default=list(GROUPS)[:3], choices=list(GROUPS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1337, 1338, 1339])
+    parser.add_argument("--model_dir", help="default: model/<config>")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--parallel", type=int, default=1, help="jobs at a time (CPU: 2 single-thread jobs)")
+    parser.add_argument("--dry_run", action="store_true", help="print the commands only")
+    args = parser.parse_args()
+    scale = CONFIGS[args.config]
+    model_dir = args.model_dir or f"model/{args.config}"
+    threads = max(1, (os.cpu_count() or 1) // args.parallel)
+
+    # Seed-major order: with fewer seeds done, every group still has the same number of runs.
+    jobs = [job_commands(g, s, scale, model_dir, args.device) for s in args.seeds for g in args.groups]
+    for _, commands in jobs:
+        for command in commands:
+            print(" ".join(["python3", *command[1:]]))
+    if args.dry_run:
+        return
+    with ThreadPoolExecutor(args.parallel) as pool:
+        futures = [
+            pool.submit(run_job, exp, commands, REPO / model_dir / exp, threads, scale.iterations)
+            for exp, commands in jobs
+        ]
+        for future in futures:
+            print(future.result(), flush=True)
+    runs = [str(REPO / model_dir / exp) for exp, _ in jobs]
+    compare = [["uamt_unlabel:16", "supervised:16"], ["uamt_unlabel:16", "uamt_unlabel_nomask:16"]]
+    compare_flags = [x for a, b in compare if {a, b} <= set(args.groups) for x in ("--compare", a, b)]
+    out = REPO / model_dir / "table.md"
+    subprocess.run([sys.executable, "summarize.py", *runs, *compare_flags, "--out", str(out)], cwd=REPO, check=True)
+
+
+if __name__ == "__main__":
+    main()

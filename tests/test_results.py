@@ -1,0 +1,114 @@
+"""summarize.py's pieces: loading finished runs, mean ± std over seeds, the paired Wilcoxon test; prepare_la_half.py."""
+
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy.interpolate import RegularGridInterpolator
+
+from dataloaders.la_heart import DataError, case_path, read_case, read_list
+from dataloaders.resample import resample_dataset
+from utils.evaluation import METRICS
+from utils.results import group_runs, load_run, paired_wilcoxon, results_table
+
+
+def write_run(folder, method, seed, dice, iterations=300, tested=None, labelled=16):
+    """A finished run as training and test_LA.py leave it: run.json and test_iter_<N>/metrics.csv."""
+    folder.mkdir(parents=True)
+    info = {"method": method, "labelled": labelled, "unlabelled": 64, "seed": seed, "iterations": iterations,
+            "train_wall_s": 600.0}  # fmt: skip
+    (folder / "run.json").write_text(json.dumps(info))
+    test = folder / f"test_iter_{tested or iterations}"
+    test.mkdir()
+    (test / "test.json").write_text(json.dumps({"wall_s": 2.0 * len(dice)}))
+    lines = ["case," + ",".join(METRICS)]
+    for i, d in enumerate(dice):
+        lines.append(f"case{i}," + ",".join(str(d if m == "dice" else 1.0) for m in METRICS))
+    lines.append("mean," + ",".join("0" for _ in METRICS))  # the csv's own mean row is not used
+    (test / "metrics.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def exact_two_sided_p(differences):
+    """The Wilcoxon signed-rank p-value by enumerating all 2^n sign assignments (no ties, no zeros)."""
+    ranks = np.argsort(np.argsort(np.abs(differences))) + 1
+    observed = ranks[differences > 0].sum()
+    totals = [sum(r for r, s in zip(ranks, signs) if s) for signs in itertools.product([0, 1], repeat=len(ranks))]
+    lower = np.mean([t <= observed for t in totals])
+    upper = np.mean([t >= observed for t in totals])
+    return min(1.0, 2 * min(lower, upper))
+
+
+def test_paired_wilcoxon_matches_exact_enumeration_on_case_means_over_seeds(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 10
+    base = rng.uniform(0.6, 0.9, n)
+    a = [write_run(tmp_path / f"a{s}", "uamt_unlabel", s, base + rng.uniform(-0.02, 0.06, n)) for s in (1, 2)]
+    b = [write_run(tmp_path / f"b{s}", "supervised", s, base + rng.uniform(-0.03, 0.03, n)) for s in (1, 2)]
+    groups = group_runs(load_run(p) for p in a + b)
+    result = paired_wilcoxon(groups["uamt_unlabel:16"], groups["supervised:16"], "dice")
+
+    def case_means(runs):
+        return np.mean([[r.cases[f"case{i}"]["dice"] for i in range(n)] for r in runs], axis=0)
+
+    differences = case_means(groups["uamt_unlabel:16"]) - case_means(groups["supervised:16"])
+    assert result.cases == n
+    assert result.mean_difference == pytest.approx(differences.mean())
+    assert result.p_value == pytest.approx(exact_two_sided_p(differences))
+
+
+def test_paired_wilcoxon_leaves_out_cases_undefined_in_either(tmp_path):
+    a = load_run(write_run(tmp_path / "a", "uamt_unlabel", 1, [0.9, 0.8, math.nan, 0.7, 0.6, 0.85]))
+    b = load_run(write_run(tmp_path / "b", "supervised", 1, [0.8, 0.75, 0.5, math.nan, 0.58, 0.7]))
+    result = paired_wilcoxon([a], [b])
+    assert result.cases == 4
+    assert result.p_value == pytest.approx(exact_two_sided_p(np.array([0.1, 0.05, 0.02, 0.15])))  # = 2/16
+
+
+def test_table_gives_mean_and_sample_std_over_seeds_of_per_run_means(tmp_path):
+    runs = [
+        write_run(tmp_path / "s1", "supervised", 1, [0.8, 0.9, math.nan]),  # run mean 0.85: NaN cases left out
+        write_run(tmp_path / "s2", "supervised", 2, [0.7, 0.7, 0.7]),  # run mean 0.70
+        write_run(tmp_path / "u1", "uamt_unlabel", 1, [0.9, 0.9, 0.9]),  # a single seed: no std
+    ]
+    table = results_table(group_runs(load_run(p) for p in runs)).splitlines()
+    supervised = table[2].split(" | ")
+    expected_std = np.std([0.85, 0.70], ddof=1) * 100
+    assert supervised[1:4] == ["`supervised:16`", "16", "64"]
+    assert supervised[4] == f"77.50 ± {expected_std:.2f}"
+    assert supervised[10] == "1, 2"
+    assert supervised[11:] == ["10.0", "2.00 |"]  # 600 s per run; 2 s per case
+    assert table[3].split(" | ")[4] == "90.00"
+
+
+def test_only_the_final_iteration_is_read(tmp_path):
+    run = write_run(tmp_path / "r", "supervised", 1, [0.8, 0.9], iterations=300, tested=200)
+    with pytest.raises(DataError, match="test_iter_300/metrics.csv: missing; .*--iteration 300"):
+        load_run(run)
+
+
+def test_two_runs_of_one_seed_in_a_group_are_refused(tmp_path):
+    runs = [write_run(tmp_path / n, "supervised", 7, [0.8, 0.9]) for n in ("a", "b")]
+    with pytest.raises(DataError, match="both seed 7 of supervised:16"):
+        group_runs(load_run(p) for p in runs)
+
+
+def test_half_resolution_copy_keeps_the_layout_and_interpolates_trilinearly(synthetic_root, tmp_path):
+    count = resample_dataset(synthetic_root, tmp_path / "half", 0.5)
+    ids = read_list(synthetic_root, "train") + read_list(synthetic_root, "test")
+    assert count == len(ids)
+    for split in ("train", "test"):
+        assert read_list(tmp_path / "half", split) == read_list(synthetic_root, split)
+    for case_id in ids[:3]:
+        image, label = read_case(case_path(synthetic_root, case_id))
+        small_image, small_label = read_case(case_path(tmp_path / "half", case_id))
+        assert small_image.shape == small_label.shape == tuple(round(s * 0.5) for s in image.shape)
+        # Trilinear interpolation at the output grid, whose first and last samples sit on the input's corners.
+        axes = [np.arange(s) for s in image.shape]
+        points = np.meshgrid(*[np.linspace(0, s - 1, n) for s, n in zip(image.shape, small_image.shape)], indexing="ij")
+        expected = RegularGridInterpolator(axes, image)(np.stack(points, -1))
+        np.testing.assert_allclose(small_image, expected, atol=1e-4)
+        assert set(np.unique(small_label)) <= {0, 1}
+        assert small_label.mean() == pytest.approx(label.mean(), rel=0.25)

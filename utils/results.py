@@ -1,0 +1,181 @@
+"""Results over runs and seeds (summarize.py): mean ± std over seeds of the per-run means, and a paired Wilcoxon
+signed-rank test over the test cases between two methods.
+
+Only the final iteration of a run is ever read (`<run>/test_iter_<max_iterations>/metrics.csv`): nothing is chosen
+on the test set.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from dataloaders.la_heart import DataError
+from utils.evaluation import METRICS
+
+# Overlap metrics are reported in percent, as the paper's table does; distances in voxels.
+PERCENT_METRICS = ("dice", "jaccard", "precision", "recall")
+HEADINGS = {"dice": "Dice (%)", "jaccard": "Jaccard (%)", "hd95": "95HD (vox)", "asd": "ASD (vox)",
+            "precision": "Precision (%)", "recall": "Recall (%)"}  # fmt: skip
+METHOD_NAMES = {
+    "supervised": "V-Net (supervised)",
+    "uamt": "UA-MT, consistency on all items",
+    "uamt_unlabel": "UA-MT, consistency on unlabelled items",
+    "uamt_nomask": "MT (mask off), all items",
+    "uamt_unlabel_nomask": "MT (mask off), unlabelled items",
+}
+
+
+@dataclass
+class RunResult:
+    path: Path
+    method: str
+    labelled: int
+    unlabelled: int
+    seed: int
+    train_wall_s: float
+    test_wall_s: float
+    cases: dict[str, dict[str, float]]  # case ID -> metric -> value (NaN where undefined)
+
+    @property
+    def group(self) -> str:
+        """Runs of one method on one split of the data differ only by seed: '<method>:<labelled>'."""
+        return f"{self.method}:{self.labelled}"
+
+    def mean(self, metric: str) -> float:
+        """The run's mean over the cases where the metric is defined (as test_LA.py reports it)."""
+        values = np.array([case[metric] for case in self.cases.values()])
+        finite = values[np.isfinite(values)]
+        return float(finite.mean()) if finite.size else math.nan
+
+
+def read_metrics_csv(path: Path) -> dict[str, dict[str, float]]:
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {row["case"]: {m: float(row[m]) for m in METRICS} for row in rows if row["case"] != "mean"}
+
+
+def load_run(path: str | Path, split: str = "test") -> RunResult:
+    """A finished run and the test of its final iteration."""
+    path = Path(path)
+    if not (path / "run.json").is_file():
+        raise DataError(f"{path}: no run.json; it is written when training finishes: finish (--resume auto) the run")
+    info = json.loads((path / "run.json").read_text())
+    final = info["iterations"]
+    test = path / f"{split}_iter_{final}"
+    if not (test / "metrics.csv").is_file():
+        raise DataError(
+            f"{test / 'metrics.csv'}: missing; test the final iteration: "
+            f"python3 test_LA.py --model_dir {path.parent} --model {path.name} --iteration {final}"
+        )
+    test_info = json.loads((test / "test.json").read_text()) if (test / "test.json").is_file() else {}
+    return RunResult(
+        path=path,
+        method=info["method"],
+        labelled=info["labelled"],
+        unlabelled=info["unlabelled"],
+        seed=info["seed"],
+        train_wall_s=info["train_wall_s"],
+        test_wall_s=test_info.get("wall_s", math.nan),
+        cases=read_metrics_csv(test / "metrics.csv"),
+    )
+
+
+def group_runs(runs: Iterable[RunResult]) -> dict[str, list[RunResult]]:
+    """Runs by group, in order of first appearance; one run per seed in a group."""
+    groups: dict[str, list[RunResult]] = {}
+    for run in runs:
+        same_seed = [r for r in groups.get(run.group, []) if r.seed == run.seed]
+        if same_seed:
+            raise DataError(f"{run.path} and {same_seed[0].path} are both seed {run.seed} of {run.group}: keep one")
+        groups.setdefault(run.group, []).append(run)
+    return groups
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof 1; NaN for a single value) of finite values."""
+    finite = np.array([v for v in values if math.isfinite(v)])
+    if not finite.size:
+        return math.nan, math.nan
+    return float(finite.mean()), float(finite.std(ddof=1)) if finite.size > 1 else math.nan
+
+
+def format_mean_std(mean: float, std: float, scale: float = 1.0) -> str:
+    if math.isnan(mean):
+        return "–"
+    return f"{mean * scale:.2f}" + ("" if math.isnan(std) else f" ± {std * scale:.2f}")
+
+
+def results_table(groups: dict[str, list[RunResult]]) -> str:
+    """Markdown: one row per group, each metric as mean ± std over seeds of the per-run means."""
+    header = ["method", "group", "labelled", "unlabelled", *(HEADINGS[m] for m in METRICS), "seeds",
+              "train min/run", "test s/case"]  # fmt: skip
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for group, runs in groups.items():
+        first = runs[0]
+        cells = [METHOD_NAMES.get(first.method, first.method), f"`{group}`", str(first.labelled), str(first.unlabelled)]
+        for metric in METRICS:
+            scale = 100.0 if metric in PERCENT_METRICS else 1.0
+            cells.append(format_mean_std(*mean_std([r.mean(metric) for r in runs]), scale))
+        cells.append(", ".join(str(r.seed) for r in sorted(runs, key=lambda r: r.seed)))
+        cells.append(f"{np.mean([r.train_wall_s for r in runs]) / 60:.1f}")
+        cells.append(f"{np.mean([r.test_wall_s / len(r.cases) for r in runs]):.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+@dataclass
+class PairedTest:
+    a: str
+    b: str
+    metric: str
+    cases: int
+    mean_difference: float  # a - b, over the paired cases
+    median_difference: float
+    statistic: float
+    p_value: float
+
+
+def per_case_means(runs: Sequence[RunResult], metric: str) -> dict[str, float]:
+    """Each case's metric averaged over the group's seeds (NaN seeds left out)."""
+    cases = runs[0].cases.keys()
+    return {case: mean_std([r.cases[case][metric] for r in runs if case in r.cases])[0] for case in cases}
+
+
+def paired_wilcoxon(a: Sequence[RunResult], b: Sequence[RunResult], metric: str = "dice") -> PairedTest:
+    """Two-sided Wilcoxon signed-rank test of a vs b, paired by test case (each case's mean over seeds), over the
+    cases where both are defined."""
+    a_cases, b_cases = per_case_means(a, metric), per_case_means(b, metric)
+    paired = [c for c in a_cases if c in b_cases and math.isfinite(a_cases[c]) and math.isfinite(b_cases[c])]
+    if len(paired) < 2:
+        raise DataError(f"{a[0].group} and {b[0].group} share {len(paired)} cases with a defined {metric}: need 2+")
+    differences = np.array([a_cases[c] - b_cases[c] for c in paired])
+    result = stats.wilcoxon(differences)
+    return PairedTest(
+        a=a[0].group,
+        b=b[0].group,
+        metric=metric,
+        cases=len(paired),
+        mean_difference=float(differences.mean()),
+        median_difference=float(np.median(differences)),
+        statistic=float(result.statistic),
+        p_value=float(result.pvalue),
+    )
+
+
+def paired_tests_table(tests: Sequence[PairedTest]) -> str:
+    lines = ["| A | B | metric | cases | mean A − B | median A − B | W | p (two-sided) |", "|" + "---|" * 8]
+    for t in tests:
+        scale = 100.0 if t.metric in PERCENT_METRICS else 1.0
+        lines.append(
+            f"| `{t.a}` | `{t.b}` | {t.metric} | {t.cases} | {t.mean_difference * scale:+.2f} | "
+            f"{t.median_difference * scale:+.2f} | {t.statistic:g} | {t.p_value:.3g} |"
+        )
+    return "\n".join(lines)
