@@ -98,6 +98,13 @@ def test_train_then_test_then_summarize(script, exp, extra, method, synthetic_ro
     assert "mean: dice" in result.stdout
     assert json.loads((out / "test.json").read_text())["cases"] == len(test_ids)
 
+    if method == "supervised":  # the whole-volume pass writes beside the windows' results, not over them
+        whole = run("test_LA.py", "--root_path", synthetic_root, "--model", exp, "--iteration", 3, "--whole_volume", 1,
+                    "--device", "cpu", "--save_nifti", 0, cwd=tmp_path)  # fmt: skip
+        assert whole.returncode == 0, whole.stderr
+        assert len(list(csv.DictReader(open(run_dir / "test_iter_3_whole" / "metrics.csv")))) == len(test_ids) + 1
+        assert list(csv.DictReader(open(out / "metrics.csv"))) == rows
+
     info = json.loads((run_dir / "run.json").read_text())
     unlabelled = 0 if method == "supervised" else 5  # 8 training cases, 3 labelled
     assert (info["method"], info["labelled"], info["unlabelled"], info["iterations"]) == (method, 3, unlabelled, 3)

@@ -8,7 +8,13 @@ from scipy.spatial import cKDTree
 from torch import nn
 
 from networks.vnet import VNet
-from utils.evaluation import case_metrics, sliding_window_probability, summarize, window_starts
+from utils.evaluation import (
+    case_metrics,
+    sliding_window_probability,
+    summarize,
+    whole_volume_probability,
+    window_starts,
+)
 
 
 class ConstantNet(nn.Module):
@@ -113,3 +119,22 @@ def test_empty_prediction_scores_zero_and_leaves_distances_undefined():
     means, undefined = summarize([empty, perfect])
     assert means["dice"] == 0.5
     assert means["hd95"] == 0.0 and undefined["hd95"] == 1 and undefined["precision"] == 1 and undefined["dice"] == 0
+
+
+@pytest.mark.parametrize("shape", [(50, 41, 37), (32, 48, 16)])
+def test_whole_volume_pass_is_the_network_on_the_zero_padded_volume(shape):
+    torch.manual_seed(0)
+    image = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    pointwise = nn.Conv3d(1, 2, 1)  # its output at a voxel depends on that voxel only: padding must not matter
+    expected = torch.softmax(pointwise(torch.from_numpy(image)[None, None]), 1)[0].detach()
+    assert torch.allclose(whole_volume_probability(pointwise, image), expected, atol=1e-6)
+    net = VNet(n_classes=2, has_dropout=False).eval()
+    probability = whole_volume_probability(net, image)
+    assert probability.shape == (2, *shape)
+    # Centred padding to multiples of 16, by hand.
+    pads = [(-s % 16) // 2 for s in shape]
+    padded = np.zeros([s + (-s % 16) for s in shape], np.float32)
+    padded[tuple(slice(p, p + s) for p, s in zip(pads, shape))] = image
+    with torch.no_grad():
+        full = torch.softmax(net(torch.from_numpy(padded)[None, None]), 1)[0]
+    assert torch.allclose(probability, full[(slice(None), *(slice(p, p + s) for p, s in zip(pads, shape)))], atol=1e-5)

@@ -17,7 +17,7 @@ from dataloaders.checks import check_dataset
 from dataloaders.la_heart import DataError, case_path, read_case
 from networks.vnet import VNet
 from utils.checkpoint import load_checkpoint
-from utils.evaluation import METRICS, case_metrics, sliding_window_probability, summarize
+from utils.evaluation import METRICS, case_metrics, sliding_window_probability, summarize, whole_volume_probability
 from utils.training import default_device, machine_description, run_guarded
 
 
@@ -35,6 +35,13 @@ def testing_parser() -> argparse.ArgumentParser:
     p.add_argument("--stride_z", type=int, default=4)
     p.add_argument("--split", default="test", help="which <split>.list to evaluate")
     p.add_argument("--windows_per_batch", type=int, default=4, help="sliding windows per forward pass")
+    p.add_argument(
+        "--whole_volume",
+        type=int,
+        default=0,
+        choices=[0, 1],
+        help="1: one pass over the whole padded volume instead of sliding windows (writes <split>_iter_<N>_whole/)",
+    )
     p.add_argument("--save_nifti", type=int, default=1, help="1: write <ID>_pred/_img/_gt.nii.gz per case")
     p.add_argument(
         "--check_data",
@@ -83,15 +90,19 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
     # Every case is checked before anything is written, so a bad file cannot stop the run half-way.
     report = check_dataset(args.root_path, (args.split,), args.patch_size, args.check_data == "full", num_classes)
     ids = report.ids[args.split]
-    out = run / f"{args.split}_iter_{args.iteration}"
+    out = run / (f"{args.split}_iter_{args.iteration}" + ("_whole" if args.whole_volume else ""))
     out.mkdir(parents=True, exist_ok=True)
 
     rows = []
     for case_id in tqdm(ids, ncols=90, desc="test"):
         image, label = read_case(case_path(args.root_path, case_id), num_classes)
-        probability = sliding_window_probability(
-            net, image, args.patch_size, args.stride_xy, args.stride_z, num_classes, args.device, args.windows_per_batch
-        )
+        if args.whole_volume:
+            probability = whole_volume_probability(net, image, args.device)
+        else:
+            probability = sliding_window_probability(
+                net, image, args.patch_size, args.stride_xy, args.stride_z, num_classes, args.device,
+                args.windows_per_batch,
+            )  # fmt: skip
         prediction = probability.argmax(0).cpu().numpy().astype(np.uint8)
         rows.append(case_metrics(prediction == 1, label == 1))
         tqdm.write(f"{case_id}: " + ", ".join(f"{m} {rows[-1][m]:.4f}" for m in METRICS))
@@ -102,7 +113,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
     means, undefined = summarize(rows)
     write_csv(out / "metrics.csv", ids, rows, means)
     wall_s = time.perf_counter() - started
-    settings = {k: vars(args)[k] for k in ("iteration", "split", "patch_size", "stride_xy", "stride_z")}
+    settings = {k: vars(args)[k] for k in ("iteration", "split", "patch_size", "stride_xy", "stride_z", "whole_volume")}
     info = settings | {"cases": len(ids), "wall_s": round(wall_s, 1), "post_processing": "none"}
     info["machine"] = machine_description(torch.device(args.device))
     (out / "test.json").write_text(json.dumps(info, indent=1) + "\n")
