@@ -171,9 +171,25 @@ class TwoStreamBatchSampler(Sampler):
     An epoch is one shuffled pass over the labelled indices (len(labeled) // labeled_bs batches); the unlabelled
     stream starts a fresh shuffle each epoch, chaining more shuffles only if an epoch needs more items than exist.
     Each item comes with a seed for its augmentation. With batch_size == labeled_bs it is a plain shuffled sampler.
+    With `world_size` > 1 (multi-GPU), every rank draws the same global batches and yields its share: every
+    world_size-th labelled and unlabelled item, starting at its `rank`.
     """
 
-    def __init__(self, labeled: Sequence[int], unlabeled: Sequence[int], batch_size: int, labeled_bs: int, seed: int):
+    def __init__(
+        self,
+        labeled: Sequence[int],
+        unlabeled: Sequence[int],
+        batch_size: int,
+        labeled_bs: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        if labeled_bs % world_size or (batch_size - labeled_bs) % world_size:
+            raise ValueError(
+                f"labeled_bs={labeled_bs} and batch_size - labeled_bs={batch_size - labeled_bs} must be multiples of "
+                f"the number of processes ({world_size})"
+            )
         if not 0 < labeled_bs <= len(labeled):
             raise ValueError(f"labeled_bs={labeled_bs} must be in 1..{len(labeled)} (the number of labelled cases)")
         if labeled_bs > batch_size or (batch_size > labeled_bs and not unlabeled):
@@ -185,6 +201,7 @@ class TwoStreamBatchSampler(Sampler):
         self.rng = np.random.default_rng(seed)
         self._epoch_start = self.rng.bit_generator.state
         self.skip = 0  # batches of the next epoch to draw but not yield (a resumed run's position)
+        self.rank, self.world_size = rank, world_size
 
     def __len__(self) -> int:
         return len(self.labeled) // self.labeled_bs
@@ -212,4 +229,6 @@ class TwoStreamBatchSampler(Sampler):
             items += list(unlabeled[b * self.unlabeled_bs : (b + 1) * self.unlabeled_bs])
             seeds = self.rng.integers(0, 2**31 - 1, size=len(items))
             if b >= skip:
-                yield [(int(i), int(s)) for i, s in zip(items, seeds)]
+                batch = [(int(i), int(s)) for i, s in zip(items, seeds)]
+                share = slice(self.rank, None, self.world_size)
+                yield batch[: self.labeled_bs][share] + batch[self.labeled_bs :][share]

@@ -8,6 +8,7 @@ of `utils.mean_teacher` weighted by lambda(t), on every item of the batch ("all"
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -25,13 +26,14 @@ from typing import Literal, TypeVar
 import numpy as np
 import torch
 from tensorboardX import SummaryWriter
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from dataloaders.checks import check_dataset
 from dataloaders.la_heart import DataError, LAHeart, TrainTransform, TwoStreamBatchSampler
 from networks.vnet import SIDE_MULTIPLE, VNet
-from utils import ramps
+from utils import distributed, ramps
 from utils.checkpoint import all_finite, load_checkpoint, restore_training_state, save_atomic, training_state
 from utils.losses import supervised_loss
 from utils.mean_teacher import ema_update, uncertainty_aware_consistency
@@ -203,7 +205,9 @@ def machine_description(device: torch.device) -> str:
     return f"{os.cpu_count()} CPU cores ({cpu}), {torch.get_num_threads()} torch threads, torch {torch.__version__}"
 
 
-def write_run_info(snapshot: Path, args: argparse.Namespace, method: str, unlabelled: int, elapsed_s: float) -> None:
+def write_run_info(
+    snapshot: Path, args: argparse.Namespace, method: str, unlabelled: int, elapsed_s: float, processes: int = 1
+) -> None:
     """<run>/run.json: what summarize.py needs to group, label and time the run."""
     info = {
         "method": method,
@@ -212,7 +216,8 @@ def write_run_info(snapshot: Path, args: argparse.Namespace, method: str, unlabe
         "seed": args.seed,
         "iterations": args.max_iterations,
         "train_wall_s": round(elapsed_s, 1),
-        "machine": machine_description(torch.device(args.device)),
+        "machine": machine_description(torch.device(args.device))
+        + (f", {processes} processes" if processes > 1 else ""),
         "args": vars(args),
     }
     (snapshot / "run.json").write_text(json.dumps(info, indent=1) + "\n")
@@ -238,8 +243,20 @@ def check_resumable(state: dict, args: argparse.Namespace, path: Path) -> None:
 
 
 def train(args: argparse.Namespace, consistency_on: ConsistencyOn) -> Path:
-    """Train and return the run folder. `consistency_on`: "none" (supervised), "all" or "unlabeled" (UA-MT)."""
+    """Train and return the run folder. `consistency_on`: "none" (supervised), "all" or "unlabeled" (UA-MT).
+    Under torchrun, one process per device trains its share of every batch (utils.distributed)."""
+    ranks, device = distributed.start(args.device)
+    try:
+        return _train(args, consistency_on, ranks, device)
+    finally:
+        distributed.stop(ranks)
+
+
+def _train(
+    args: argparse.Namespace, consistency_on: ConsistencyOn, ranks: distributed.Ranks, device: torch.device
+) -> Path:
     started = time.perf_counter()
+    main = ranks.is_main
     semi = consistency_on != "none"
     if not semi:
         args.labeled_bs = args.batch_size
@@ -257,15 +274,17 @@ def train(args: argparse.Namespace, consistency_on: ConsistencyOn) -> Path:
     if state is not None:
         check_resumable(state, args, resume_from)
     seed_everything(args.seed, bool(args.deterministic))
-    device = torch.device(args.device)
 
-    (snapshot / "log").mkdir(parents=True, exist_ok=True)
-    logger = setup_logging(snapshot)
+    if main:
+        (snapshot / "log").mkdir(parents=True, exist_ok=True)
+    logger = setup_logging(snapshot) if main else logging.getLogger(f"uamt.rank{ranks.rank}")
+    logger.disabled = not main
     logger.info(str(vars(args)))
 
     sampler = TwoStreamBatchSampler(
-        range(args.labelnum), range(args.labelnum, len(used_ids)), args.batch_size, args.labeled_bs, args.seed
-    )
+        range(args.labelnum), range(args.labelnum, len(used_ids)), args.batch_size, args.labeled_bs, args.seed,
+        ranks.rank, ranks.world_size,
+    )  # fmt: skip
     # The loader's own generator: drawing worker seeds from the global one would make dropout and teacher noise
     # depend on --num_workers (a new single-process iterator draws each epoch, persistent workers don't).
     loader_generator = torch.Generator().manual_seed(args.seed)
@@ -294,6 +313,11 @@ def train(args: argparse.Namespace, consistency_on: ConsistencyOn) -> Path:
     if state is not None:
         iteration = restore_training_state(state, student, teacher, optimizer, sampler, loader_generator)
         elapsed_before = float(state.get("elapsed_s", 0.0))
+    model = student
+    if ranks.world_size > 1:
+        # The networks start equal on every rank (same seed); each rank then draws its own dropout and teacher noise.
+        torch.manual_seed(args.seed + ranks.rank + ranks.world_size * iteration)
+        model = DistributedDataParallel(student, device_ids=[device.index] if device.type == "cuda" else None)
         logger.info(f"resumed from {resume_from} at iteration {iteration}")
         print(f"resumed from {resume_from} at iteration {iteration}")
 
@@ -311,12 +335,14 @@ def train(args: argparse.Namespace, consistency_on: ConsistencyOn) -> Path:
         return path
 
     logger.info(f"{len(sampler)} iterations per epoch; {len(train_ids)} cases in train.list, {args.labelnum} labelled")
-    labeled = slice(0, args.labeled_bs)
-    consistency_items = slice(args.labeled_bs, None) if consistency_on == "unlabeled" else slice(None)
+    local_labeled_bs = args.labeled_bs // ranks.world_size  # this rank's share of the batch
+    labeled = slice(0, local_labeled_bs)
+    consistency_items = slice(local_labeled_bs, None) if consistency_on == "unlabeled" else slice(None)
     clock = time.perf_counter()
-    bar = tqdm(total=args.max_iterations, initial=iteration, ncols=90, desc=args.exp)
+    bar = tqdm(total=args.max_iterations, initial=iteration, ncols=90, desc=args.exp, disable=not main)
+    writer = SummaryWriter(str(snapshot / "log")) if main else contextlib.nullcontext()
     # The writer, the bar and the loader workers close on every exit, a stop included: events reach the disk.
-    with StopSignals() as stop, SummaryWriter(str(snapshot / "log")) as writer, bar, workers_shut_down(loader):
+    with StopSignals() as stop, writer, bar, workers_shut_down(loader):
         while iteration < args.max_iterations:
             for batches_done, batch in enumerate(loader, start=sampler.skip + 1):
                 lr = ramps.step_lr(iteration, args.base_lr, args.lr_step)
@@ -325,7 +351,7 @@ def train(args: argparse.Namespace, consistency_on: ConsistencyOn) -> Path:
                 images = batch["image"].to(device, non_blocking=True)
                 labels = batch["label"].to(device, non_blocking=True)
 
-                logits = student(images)
+                logits = model(images)
                 loss_sup, parts = supervised_loss(logits[labeled], labels[labeled])
                 loss = loss_sup
                 scalars = {
@@ -359,7 +385,11 @@ def train(args: argparse.Namespace, consistency_on: ConsistencyOn) -> Path:
                         "uncertainty/mask_per": consistency.mask.mean(),
                     }
 
-                if not torch.isfinite(loss):  # stop before the step: the weights and checkpoints stay finite
+                # Every rank stops at the same iteration, or the others would wait in the gradient all-reduce.
+                non_finite, stopping = distributed.any_rank(
+                    [not torch.isfinite(loss).item(), stop.received is not None], ranks, device
+                )
+                if non_finite:  # stop before the step: the weights and checkpoints stay finite
                     raise RunStopped(
                         f"loss is {loss.item()} at iteration {iteration + 1}; stopped. The last good checkpoint is "
                         f"{snapshot / STATE_FILE}; lower --base_lr or check the data",
@@ -372,38 +402,44 @@ def train(args: argparse.Namespace, consistency_on: ConsistencyOn) -> Path:
                     ema_update(teacher, student, args.ema_decay, iteration)
                 iteration += 1
 
-                scalars["loss/loss"] = loss
-                values = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in scalars.items()}
-                # Wall time since the previous step (data loading and logging included); float() synchronised.
-                now = time.perf_counter()
-                values["time/iteration_s"], clock = now - clock, now
-                for name, value in values.items():
-                    writer.add_scalar(name, value, iteration)
-                logger.info(f"iteration {iteration}: " + ", ".join(f"{k} {v:.5f}" for k, v in values.items()))
-                bar.set_postfix(loss=f"{values['loss/loss']:.4f}", lr=f"{lr:.0e}")
-                bar.update()
-                if iteration % IMAGE_EVERY == 0:
-                    log_images(writer, iteration, images, labels, logits, consistency)
+                if main:  # rank 0 logs its own share's values
+                    scalars["loss/loss"] = loss
+                    values = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in scalars.items()}
+                    # Wall time since the previous step (data loading and logging included); float() synchronised.
+                    now = time.perf_counter()
+                    values["time/iteration_s"], clock = now - clock, now
+                    for name, value in values.items():
+                        writer.add_scalar(name, value, iteration)
+                    logger.info(f"iteration {iteration}: " + ", ".join(f"{k} {v:.5f}" for k, v in values.items()))
+                    bar.set_postfix(loss=f"{values['loss/loss']:.4f}", lr=f"{lr:.0e}")
+                    bar.update()
+                    if iteration % IMAGE_EVERY == 0:
+                        log_images(writer, iteration, images, labels, logits, consistency)
 
-                if iteration % args.save_every == 0 or iteration == args.max_iterations:
+                saving = iteration % args.save_every == 0 or iteration == args.max_iterations
+                if (saving or stopping) and semi and not distributed.same_on_all_ranks(teacher, ranks, device):
+                    raise RuntimeError(f"the teachers of the ranks differ at iteration {iteration}")
+                if saving and main:
                     path = snapshot / f"iter_{iteration}.pth"
                     save_atomic(student.state_dict(), path)
                     save_state(batches_done)
                     logger.info(f"saved {path} and {STATE_FILE}")
-                if stop.received is not None:
-                    path = save_state(batches_done)
-                    name = signal.Signals(stop.received).name
+                if stopping:
+                    path = save_state(batches_done) if main else snapshot / STATE_FILE
+                    distributed.barrier(ranks)  # no rank exits (and torchrun kills the rest) before the save
+                    name = signal.Signals(stop.received or signal.SIGTERM).name
                     logger.info(f"stopped by {name} at iteration {iteration}; saved {path}")
                     raise RunStopped(
                         f"stopped by {name} at iteration {iteration}; saved {path}: continue with --resume auto",
-                        128 + stop.received,
+                        128 + (stop.received or signal.SIGTERM),
                     )
                 if iteration >= args.max_iterations:
                     break
-    method = method_name(consistency_on, bool(getattr(args, "uncertainty_mask", 1)))
-    elapsed = elapsed_before + time.perf_counter() - started
-    write_run_info(snapshot, args, method, len(used_ids) - args.labelnum, elapsed)
-    print(f"checkpoints in {snapshot}/, TensorBoard logs: tensorboard --logdir {snapshot / 'log'}")
+    if main:
+        method = method_name(consistency_on, bool(getattr(args, "uncertainty_mask", 1)))
+        elapsed = elapsed_before + time.perf_counter() - started
+        write_run_info(snapshot, args, method, len(used_ids) - args.labelnum, elapsed, ranks.world_size)
+        print(f"checkpoints in {snapshot}/, TensorBoard logs: tensorboard --logdir {snapshot / 'log'}")
     return snapshot
 
 
