@@ -4,7 +4,8 @@
     python3 benchmarks/train_iteration_time.py --iterations 6 --method none --device cuda
 
 Prints the median (and min, max) of the per-iteration times after the first, as logged in log.txt by the loop,
-and the peak resident memory of the process.
+the peak resident memory of the process, and the achieved GFLOP/s beside what a plain float32 matrix product reaches
+on the same device in the same run (the floor any implementation of this work would need).
 """
 
 import argparse
@@ -13,12 +14,42 @@ import resource
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import torch  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
 from dataloaders.synthetic import make_synthetic_la  # noqa: E402
+from networks.vnet import VNet  # noqa: E402
 from utils.training import train, training_parser  # noqa: E402
+
+
+def forward_flop(patch_size: list[int]) -> int:
+    """FLOP of one V-Net forward of one patch (convolutions, counted by torch)."""
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        VNet(n_classes=2, has_dropout=True).to("meta")(torch.zeros(1, 1, *patch_size, device="meta"))  # no compute
+    return counter.get_total_flops()
+
+
+def forwards_per_iteration(method: str, batch_size: int, labeled_bs: int, mc_passes: int) -> int:
+    """One forward = 1; a student forward + backward on an item ~ 3 (backward: gradients of inputs and weights);
+    the teacher runs 1 + T forwards on each consistency item."""
+    consistency_items = {"none": 0, "all": batch_size, "unlabeled": batch_size - labeled_bs}[method]
+    return 3 * batch_size + consistency_items * (1 + mc_passes)
+
+
+def matmul_gflops(device: str, size: int = 2048, repeats: int = 10) -> float:
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        c = a @ b
+    float(c[0, 0])  # synchronise
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
 def main() -> None:
@@ -43,9 +74,16 @@ def main() -> None:
         log = (run / "log.txt").read_text()
     times = [float(t) for t in re.findall(r"time/iteration_s ([0-9.]+)", log)][1:]
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    median = statistics.median(times)
+    work = forward_flop(args.patch_size) * forwards_per_iteration(args.method, 4, 2, 8)
     print(
-        f"method={args.method} patch={args.patch_size} device={args.device}: median {statistics.median(times):.2f} s"
+        f"method={args.method} patch={args.patch_size} device={args.device}: median {median:.2f} s"
         f" per iteration (min {min(times):.2f}, max {max(times):.2f}, n={len(times)}); peak RSS {peak_gib:.2f} GiB"
+    )
+    floor = matmul_gflops(args.device)
+    print(
+        f"work {work / 1e12:.2f} TFLOP per iteration: {work / median / 1e9:.0f} GFLOP/s achieved; a float32 matrix "
+        f"product runs at {floor:.0f} GFLOP/s here, a floor of {work / floor / 1e9:.1f} s per iteration"
     )
 
 
