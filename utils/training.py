@@ -313,13 +313,14 @@ def _train(
     if state is not None:
         iteration = restore_training_state(state, student, teacher, optimizer, sampler, loader_generator)
         elapsed_before = float(state.get("elapsed_s", 0.0))
+        logger.info(f"resumed from {resume_from} at iteration {iteration}")
+        if main:
+            print(f"resumed from {resume_from} at iteration {iteration}")
     model = student
     if ranks.world_size > 1:
         # The networks start equal on every rank (same seed); each rank then draws its own dropout and teacher noise.
         torch.manual_seed(args.seed + ranks.rank + ranks.world_size * iteration)
         model = DistributedDataParallel(student, device_ids=[device.index] if device.type == "cuda" else None)
-        logger.info(f"resumed from {resume_from} at iteration {iteration}")
-        print(f"resumed from {resume_from} at iteration {iteration}")
 
     def save_state(batches_done: int) -> Path:
         if not all_finite(student):  # never keep a non-finite model
