@@ -322,14 +322,16 @@ def _train(
         torch.manual_seed(args.seed + ranks.rank + ranks.world_size * iteration)
         model = DistributedDataParallel(student, device_ids=[device.index] if device.type == "cuda" else None)
 
+    def elapsed_s() -> float:
+        return elapsed_before + time.perf_counter() - started
+
     def save_state(batches_done: int) -> Path:
         if not all_finite(student):  # never keep a non-finite model
             raise RunStopped(f"non-finite weights at iteration {iteration}; nothing saved", 3)
         path = snapshot / STATE_FILE
-        elapsed = elapsed_before + time.perf_counter() - started
         save_atomic(
             training_state(
-                iteration, batches_done, student, teacher, optimizer, sampler, loader_generator, vars(args), elapsed
+                iteration, batches_done, student, teacher, optimizer, sampler, loader_generator, vars(args), elapsed_s()
             ),
             path,
         )
@@ -428,18 +430,18 @@ def _train(
                 if stopping:
                     path = save_state(batches_done) if main else snapshot / STATE_FILE
                     distributed.barrier(ranks)  # no rank exits (and torchrun kills the rest) before the save
-                    name = signal.Signals(stop.received or signal.SIGTERM).name
+                    signum = stop.received or signal.SIGTERM  # a rank that got no signal stops with its peers
+                    name = signal.Signals(signum).name
                     logger.info(f"stopped by {name} at iteration {iteration}; saved {path}")
                     raise RunStopped(
                         f"stopped by {name} at iteration {iteration}; saved {path}: continue with --resume auto",
-                        128 + (stop.received or signal.SIGTERM),
+                        128 + signum,
                     )
                 if iteration >= args.max_iterations:
                     break
     if main:
         method = method_name(consistency_on, bool(getattr(args, "uncertainty_mask", 1)))
-        elapsed = elapsed_before + time.perf_counter() - started
-        write_run_info(snapshot, args, method, len(used_ids) - args.labelnum, elapsed, ranks.world_size)
+        write_run_info(snapshot, args, method, len(used_ids) - args.labelnum, elapsed_s(), ranks.world_size)
         print(f"checkpoints in {snapshot}/, TensorBoard logs: tensorboard --logdir {snapshot / 'log'}")
     return snapshot
 
