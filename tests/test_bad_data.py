@@ -123,6 +123,7 @@ def run(script, *args, cwd):
         (["--labelnum", "99"], "--labelnum 99: train.list has 8 cases"),
         (["--labeled_bs", "4"], "--labeled_bs 4 must be in 1..3"),
         (["--patch_size", "40", "32", "32"], "multiple of 16"),
+        (["--mc_passes_per_forward", "3"], "--mc_passes_per_forward 3 must divide --mc_passes 8"),
         (["--root_path", "nowhere"], "dataset folder not found"),
     ],
 )

@@ -117,11 +117,12 @@ def test_train_then_test_then_summarize(script, exp, extra, method, synthetic_ro
 
 def test_consistency_items_per_method(synthetic_root, tmp_path, monkeypatch):
     """UA-MT gets consistency on all 4 items, UA-MT-unlabel on the 2 unlabelled, supervised on none; image grids."""
-    seen = []
+    seen, passes = [], []
     real = training.uncertainty_aware_consistency
 
     def spy(student_logits, teacher, inputs, threshold, *args):
         seen.append((student_logits.shape[0], inputs.shape[0], teacher.training, threshold))
+        passes.append(args)  # (T, passes per forward)
         return real(student_logits, teacher, inputs, threshold, *args)
 
     monkeypatch.setattr(training, "uncertainty_aware_consistency", spy)
@@ -150,8 +151,10 @@ def test_consistency_items_per_method(synthetic_root, tmp_path, monkeypatch):
     grids = {"train/Image", "train/Groundtruth_label", "train/Predicted_label", "train/uncertainty", "train/mask"}
     assert grids | {"unlabel/Image", "unlabel/Predicted_label"} <= event_tags(run / "log")
     # The mean-teacher ablation: H = inf, every voxel kept.
-    no_mask = training.train(parser.parse_args(base + ["--exp", "m", "--uncertainty_mask", "0"]), "unlabeled")
+    no_mask_flags = ["--exp", "m", "--uncertainty_mask", "0", "--mc_passes_per_forward", "8"]
+    no_mask = training.train(parser.parse_args(base + no_mask_flags), "unlabeled")
     assert seen[2][:3] == (2, 2, True) and seen[2][3] == math.inf
+    assert passes == [(8, 2), (8, 2), (8, 8)]  # the release's 2 passes per forward unless told otherwise
     assert json.loads((no_mask / "run.json").read_text())["method"] == "uamt_unlabel_nomask"
     supervised = training.training_parser("", "s", semi_supervised=False)
     run = training.train(supervised.parse_args(base + ["--exp", "s"]), "none")
@@ -164,7 +167,7 @@ def test_defaults_are_the_papers():
     assert (args.max_iterations, args.batch_size, args.labeled_bs, args.labelnum) == (6000, 4, 2, 16)
     assert (args.base_lr, args.lr_step, args.seed, args.deterministic) == (0.01, 2500, 1337, 1)
     assert (args.ema_decay, args.consistency, args.consistency_rampup, args.mc_passes) == (0.99, 0.1, 40.0, 8)
-    assert args.rampup_epoch_iters == 150
+    assert args.rampup_epoch_iters == 150 and args.mc_passes_per_forward == 2
     assert args.patch_size == [112, 112, 80] and args.save_every == 1000
 
 

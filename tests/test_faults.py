@@ -123,6 +123,28 @@ def test_non_finite_loss_stops_naming_the_iteration_and_keeps_the_last_good_chec
     assert all(torch.isfinite(v).all() for v in state["student"].values() if v.is_floating_point())
 
 
+def test_non_finite_weights_are_never_saved(synthetic_root, tmp_path, monkeypatch):
+    real = training.ema_update
+    calls = []
+
+    def poisoning(teacher, student, *args):  # runs after the optimiser step: make the 4th step's weights infinite
+        calls.append(1)
+        if len(calls) == 4:
+            student.out_conv.bias.data.fill_(float("inf"))
+        real(teacher, student, *args)
+
+    monkeypatch.setattr(training, "ema_update", poisoning)
+    parser = training.training_parser("", "inf", semi_supervised=True)
+    args = parser.parse_args(["--root_path", str(synthetic_root), "--model_dir", str(tmp_path), "--exp", "inf",
+                              "--max_iterations", "6", *FLAGS])  # fmt: skip
+    with pytest.raises(training.RunStopped, match="non-finite weights at iteration 4; nothing saved") as stopped:
+        training.train(args, "unlabeled")
+    assert stopped.value.exit_code == 3
+    run = tmp_path / "inf"
+    assert (run / "iter_2.pth").exists() and not (run / "iter_4.pth").exists()
+    assert checkpoint.load_checkpoint(run / training.STATE_FILE)["iteration"] == 2
+
+
 def test_a_kill_while_saving_leaves_the_previous_file(tmp_path, monkeypatch):
     path = tmp_path / "state.pth"
     checkpoint.save_atomic({"a": torch.ones(3)}, path)

@@ -17,6 +17,7 @@ from dataloaders.checks import check_dataset
 from dataloaders.la_heart import DataError, case_path, read_case
 from networks.vnet import VNet
 from utils.checkpoint import load_checkpoint
+from utils.cpu_memory import reuse_freed_memory
 from utils.evaluation import METRICS, case_metrics, sliding_window_probability, summarize, whole_volume_probability
 from utils.training import default_device, machine_description, run_guarded
 
@@ -86,6 +87,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
     """Evaluate and return the mean metrics; writes <run>/test_iter_<N>/metrics.csv (+ NIfTI files)."""
     started = time.perf_counter()
     run = Path(args.model_dir) / args.model
+    if torch.device(args.device).type == "cpu":
+        reuse_freed_memory()
     net, num_classes = load_network(run / f"iter_{args.iteration}.pth", args.device)
     # Every case is checked before anything is written, so a bad file cannot stop the run half-way.
     report = check_dataset(args.root_path, (args.split,), args.patch_size, args.check_data == "full", num_classes)
