@@ -14,25 +14,13 @@ import resource
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
-
+from benchmarks.work import forward_flop, matmul_gflops  # noqa: E402
 from dataloaders.synthetic import make_synthetic_la  # noqa: E402
-from networks.vnet import VNet  # noqa: E402
 from utils.training import train, training_parser  # noqa: E402
-
-
-def forward_flop(patch_size: list[int]) -> int:
-    """FLOP of one V-Net forward of one patch (convolutions, counted by torch)."""
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        VNet(n_classes=2, has_dropout=True).to("meta")(torch.zeros(1, 1, *patch_size, device="meta"))  # no compute
-    return counter.get_total_flops()
 
 
 def forwards_per_iteration(method: str, batch_size: int, labeled_bs: int, mc_passes: int) -> int:
@@ -40,16 +28,6 @@ def forwards_per_iteration(method: str, batch_size: int, labeled_bs: int, mc_pas
     the teacher runs 1 + T forwards on each consistency item."""
     consistency_items = {"none": 0, "all": batch_size, "unlabeled": batch_size - labeled_bs}[method]
     return 3 * batch_size + consistency_items * (1 + mc_passes)
-
-
-def matmul_gflops(device: str, size: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
-    a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
-        c = a @ b
-    float(c[0, 0])  # synchronise
-    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
 def main() -> None:

@@ -1,0 +1,83 @@
+"""Wall time per test case of the sliding-window evaluation, on a generated volume of the LA median size.
+
+    python3 benchmarks/test_case_time.py                          # 190x142x88, windows 112x112x80 at stride 18/4
+    python3 benchmarks/test_case_time.py --whole_volume 1         # one pass over the padded volume instead
+    python3 benchmarks/test_case_time.py --device cuda --cases 5
+
+Times `sliding_window_probability` (what test_LA.py runs per case, metrics and file writing aside) with an untrained
+test-time V-Net (time does not depend on the weights), prints s/case, the number of windows, the work (windows x
+FLOP of a forward) as GFLOP/s and the float32 matrix-product rate measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from benchmarks.work import forward_flop, matmul_gflops  # noqa: E402
+from networks.vnet import VNet  # noqa: E402
+from utils.cpu_memory import reuse_freed_memory  # noqa: E402
+from utils.evaluation import sliding_window_probability, whole_volume_probability, window_starts  # noqa: E402
+
+LA_MEDIAN_SHAPE = (190, 142, 88)  # median of the 100 LA volumes (their sides: 148..244 x 132..160 x 88)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", type=int, default=2, help="timed cases, after one untimed warm-up window")
+    parser.add_argument("--shape", type=int, nargs=3, default=LA_MEDIAN_SHAPE)
+    parser.add_argument("--patch_size", type=int, nargs=3, default=[112, 112, 80])
+    parser.add_argument("--stride_xy", type=int, default=18)
+    parser.add_argument("--stride_z", type=int, default=4)
+    parser.add_argument("--windows_per_batch", type=int, default=4)
+    parser.add_argument("--whole_volume", type=int, default=0, choices=[0, 1])
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+
+    if torch.device(args.device).type == "cpu":
+        reuse_freed_memory()  # as test_LA.py does
+    net = VNet(n_classes=2, has_dropout=False).to(args.device).eval()
+    image = np.random.default_rng(0).standard_normal(args.shape).astype(np.float32)
+    strides = (args.stride_xy, args.stride_xy, args.stride_z)
+    windows = int(np.prod([len(window_starts(s, p, t)) for s, p, t in zip(args.shape, args.patch_size, strides)]))
+    with torch.inference_mode():
+        net(torch.zeros(1, 1, *args.patch_size, device=args.device))  # warm-up (allocator, cudnn)
+    times = []
+    for _ in range(args.cases):
+        start = time.perf_counter()
+        if args.whole_volume:
+            probability = whole_volume_probability(net, image, args.device)
+        else:
+            probability = sliding_window_probability(
+                net, image, args.patch_size, args.stride_xy, args.stride_z, 2, args.device, args.windows_per_batch
+            )
+        probability.argmax(0).cpu()
+        times.append(time.perf_counter() - start)
+    per_case = statistics.median(times)
+    if args.whole_volume:
+        padded = [s + (-s % 16) for s in args.shape]
+        work, what = forward_flop(padded), f"one pass over {padded}"
+    else:
+        work = windows * forward_flop(args.patch_size)
+        what = f"{windows} windows at stride {args.stride_xy}/{args.stride_z}"
+    floor = matmul_gflops(args.device)
+    print(
+        f"shape {tuple(args.shape)}, {what}, device={args.device}: median {per_case:.2f} s per case "
+        f"(min {min(times):.2f}, max {max(times):.2f}, n={len(times)})"
+    )
+    print(
+        f"work {work / 1e12:.2f} TFLOP per case: {work / per_case / 1e9:.0f} GFLOP/s achieved; a float32 matrix "
+        f"product runs at {floor:.0f} GFLOP/s here, a floor of {work / floor / 1e9:.1f} s per case"
+    )
+
+
+if __name__ == "__main__":
+    main()
