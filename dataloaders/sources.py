@@ -1,0 +1,350 @@
+"""Where the cases come from: the LA h5 layout, NIfTI folders (Decathlon / nnU-Net) or folders of 2D images.
+
+    <root>/2018LA_Seg_Training Set/<ID>/mri_norm2.h5      LA (UA-MT release), train.list + test.list required
+    <root>/imagesTr/<ID>[_0000].nii.gz + labelsTr/<ID>.nii.gz (+ imagesTs/, labelsTs/)        NIfTI volumes
+    <root>/images/<ID>.png|jpg|tif|dcm + masks/<ID>.png|tif                                    2D images
+
+Every source gives, per case ID, the image as float32 and the label as uint8 class indices (None for an image
+without a mask: an unlabelled case), and writes predictions back in the input's format and geometry. LA volumes are
+read as stored (the release normalised them); NIfTI and 2D images are z-scored per image, as LA's preprocessing did.
+For NIfTI and 2D, `<split>.list` files are optional: without them `train` is every case of imagesTr/ (images/) and
+`test` every case of imagesTs/ (none for 2D).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from PIL import Image
+
+from dataloaders.la_heart import DataError, case_path, inspect_case, read_case, read_list
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm")
+MASK_SUFFIXES = (".png", ".tif", ".tiff", ".bmp")  # lossless only: JPEG compression changes label values
+NIFTI_SUFFIX = ".nii.gz"
+NNUNET_CHANNEL = "_0000"  # nnU-Net names the first (only) channel of an image <ID>_0000.nii.gz
+
+
+def zscore(image: np.ndarray, where: Path) -> np.ndarray:
+    """(x - mean) / std over the whole image, as the LA preprocessing normalises each volume."""
+    image = image.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(image)):
+        raise DataError(f"{where}: the image holds {np.count_nonzero(~np.isfinite(image))} NaN/Inf values; fix them")
+    std = float(image.std())
+    if std == 0:
+        raise DataError(f"{where}: the image is constant; remove it from the lists")
+    return (image - float(image.mean())) / std
+
+
+def check_label(label: np.ndarray, num_classes: int, where: Path) -> np.ndarray:
+    """Class indices 0..K-1 as uint8; a mask of only 0 and 255 (the usual binary export) is read as 0/1."""
+    if label.dtype.kind == "f":
+        if not np.all(np.isfinite(label) & (label == np.round(label))):
+            raise DataError(f"{where}: the label holds non-integer values; store class indices 0..{num_classes - 1}")
+    values = np.unique(label)
+    if num_classes == 2 and values.size and set(values.tolist()) <= {0, 255}:
+        label = label == 255
+    elif values.min() < 0 or values.max() > num_classes - 1:
+        raise DataError(
+            f"{where}: label values {values.min():g}..{values.max():g} fall outside 0..{num_classes - 1}; store "
+            f"class indices (0/255 is read as 0/1 for 2 classes) or pass --num_classes {int(values.max()) + 1}"
+        )
+    return label.astype(np.uint8)
+
+
+class Source:
+    """The cases under `root`, read as (image, label or None). Subclasses set `dimensions` and the file layout."""
+
+    dimensions = 3
+    name = ""
+
+    def __init__(self, root: str | Path, num_classes: int = 2):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DataError(f"{root}: dataset folder not found; pass --root_path (e.g. data/LA, see the README)")
+        self.num_classes = num_classes
+
+    def list_ids(self, split: str) -> list[str]:
+        return read_list(self.root, split)
+
+    def path(self, case_id: str) -> Path:
+        """The case's image file, for messages."""
+        raise NotImplementedError
+
+    def has_label(self, case_id: str) -> bool:
+        return True
+
+    def inspect(self, case_id: str) -> tuple[int, ...]:
+        """The image's shape, as cheaply as the format allows (headers where it has them)."""
+        return self.read(case_id)[0].shape
+
+    def read(self, case_id: str) -> tuple[np.ndarray, np.ndarray | None]:
+        raise NotImplementedError
+
+    def write_outputs(self, case_id: str, out: Path, arrays: dict[str, np.ndarray]) -> list[Path]:
+        """Write each `suffix: array` (a prediction, an uncertainty map, ...) as <out>/<ID>_<suffix>.<format>, in
+        the geometry of the case's image."""
+        raise NotImplementedError
+
+
+class LASource(Source):
+    """The UA-MT release's layout: <root>/2018LA_Seg_Training Set/<ID>/mri_norm2.h5, lists required."""
+
+    name = "LA h5"
+
+    def path(self, case_id: str) -> Path:
+        return case_path(self.root, case_id)
+
+    def inspect(self, case_id: str) -> tuple[int, ...]:
+        return inspect_case(self.path(case_id))
+
+    def read(self, case_id: str) -> tuple[np.ndarray, np.ndarray | None]:
+        return read_case(self.path(case_id), self.num_classes)
+
+    def write_outputs(self, case_id: str, out: Path, arrays: dict[str, np.ndarray]) -> list[Path]:
+        paths = [out / f"{case_id}_{suffix}.nii.gz" for suffix in arrays]
+        for path, array in zip(paths, arrays.values()):
+            nib.save(nib.Nifti1Image(array, np.eye(4)), path)  # the h5 files carry no geometry
+        return paths
+
+
+def _nifti_ids(folder: Path) -> dict[str, Path]:
+    files = sorted(p for p in folder.glob(f"*{NIFTI_SUFFIX}") if not p.name.startswith("."))
+    ids = {}
+    for path in files:
+        stem = path.name[: -len(NIFTI_SUFFIX)]
+        ids[stem.removesuffix(NNUNET_CHANNEL)] = path
+    return ids
+
+
+class NiftiSource(Source):
+    """Decathlon / nnU-Net layout: imagesTr/<ID>.nii.gz (or <ID>_0000.nii.gz), labelsTr/<ID>.nii.gz; imagesTs/ and
+    labelsTs/ for the test split when there is no test.list. One channel; the affine is written back to outputs."""
+
+    name = "NIfTI"
+
+    def __init__(self, root: str | Path, num_classes: int = 2):
+        super().__init__(root, num_classes)
+        self.images = _nifti_ids(self.root / "imagesTr") | _nifti_ids(self.root / "imagesTs")
+        self.labels = _nifti_ids(self.root / "labelsTr") | _nifti_ids(self.root / "labelsTs")
+
+    def list_ids(self, split: str) -> list[str]:
+        if (self.root / f"{split}.list").is_file():
+            ids = read_list(self.root, split)
+        else:
+            ids = list(_nifti_ids(self.root / ("imagesTr" if split == "train" else "imagesTs")))
+        missing = [i for i in ids if i not in self.images]
+        if missing:
+            raise DataError(
+                f"{self.root / 'imagesTr'}: no image for the listed ID {missing[0]}; expected "
+                f"imagesTr/{missing[0]}{NIFTI_SUFFIX} (or {missing[0]}{NNUNET_CHANNEL}{NIFTI_SUFFIX})"
+            )
+        return ids
+
+    def path(self, case_id: str) -> Path:
+        return self.images[case_id]
+
+    def has_label(self, case_id: str) -> bool:
+        return case_id in self.labels
+
+    def _load(self, path: Path) -> nib.Nifti1Image:
+        try:
+            volume = nib.load(path)
+        except Exception as error:  # nibabel raises several kinds for damaged files
+            raise DataError(f"{path}: not a readable NIfTI file ({error}); re-export it") from error
+        if len(volume.shape) != 3:
+            raise DataError(
+                f"{path}: shape {volume.shape}; store one 3D volume per file (one channel: split modalities into "
+                f"separate tasks)"
+            )
+        return volume
+
+    def inspect(self, case_id: str) -> tuple[int, ...]:
+        shape = self._load(self.path(case_id)).shape
+        if self.has_label(case_id):
+            label_shape = self._load(self.labels[case_id]).shape
+            if label_shape != shape:
+                raise DataError(
+                    f"{self.labels[case_id]}: label shape {label_shape} differs from image shape {shape}; resample "
+                    f"the label onto the image grid"
+                )
+        return tuple(shape)
+
+    def read(self, case_id: str) -> tuple[np.ndarray, np.ndarray | None]:
+        path = self.path(case_id)
+        self.inspect(case_id)  # label and image on the same grid
+        image = zscore(np.asarray(self._load(path).dataobj, dtype=np.float32), path)
+        label = None
+        if self.has_label(case_id):
+            label_path = self.labels[case_id]
+            label = check_label(np.asarray(self._load(label_path).dataobj), self.num_classes, label_path)
+        return image, label
+
+    def spacing(self, case_id: str) -> tuple[float, ...]:
+        return tuple(float(z) for z in self._load(self.path(case_id)).header.get_zooms()[:3])
+
+    def write_outputs(self, case_id: str, out: Path, arrays: dict[str, np.ndarray]) -> list[Path]:
+        source = self._load(self.path(case_id))
+        paths = [out / f"{case_id}_{suffix}{NIFTI_SUFFIX}" for suffix in arrays]
+        for path, array in zip(paths, arrays.values()):
+            header = source.header.copy()
+            header.set_data_dtype(array.dtype)
+            nib.save(nib.Nifti1Image(array, source.affine, header), path)
+        return paths
+
+
+def _find(folder: Path, case_id: str, suffixes: Sequence[str]) -> Path | None:
+    for suffix in suffixes:
+        for candidate in (folder / f"{case_id}{suffix}", folder / f"{case_id}{suffix.upper()}"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def _read_picture(path: Path) -> np.ndarray:
+    """A 2D picture as a (rows, columns) array: grey levels of PNG/JPEG/TIFF/BMP (colour converted to luminance),
+    the pixel data of a single-frame DICOM."""
+    try:
+        if path.suffix.lower() == ".dcm":
+            import pydicom  # only needed for DICOM frames
+
+            pixels = pydicom.dcmread(path).pixel_array
+            if pixels.ndim == 3 and pixels.shape[-1] in (3, 4):  # one colour frame
+                pixels = pixels[..., :3].mean(-1)
+            if pixels.ndim != 2:
+                raise DataError(f"{path}: holds {pixels.shape[0]} frames; extract them into one file per frame")
+            return np.asarray(pixels)
+        with Image.open(path) as picture:
+            if picture.mode not in ("L", "I", "I;16", "F", "1"):
+                picture = picture.convert("L")
+            return np.asarray(picture)
+    except DataError:
+        raise
+    except Exception as error:
+        raise DataError(f"{path}: not a readable image ({error}); re-export it") from error
+
+
+class ImageFolderSource(Source):
+    """2D images: images/<ID>.<png|jpg|tif|bmp|dcm> and, for labelled cases, masks/<ID>.<png|tif|bmp> of class
+    indices (or 0/255). `center_crop` (rows, columns) then `resize` (rows, columns) are applied to both (the mask by
+    nearest neighbour) and undone when predictions are written."""
+
+    dimensions = 2
+    name = "2D images"
+
+    def __init__(
+        self,
+        root: str | Path,
+        num_classes: int = 2,
+        center_crop: Sequence[int] | None = None,
+        resize: Sequence[int] | None = None,
+    ):
+        super().__init__(root, num_classes)
+        self.center_crop = tuple(center_crop) if center_crop else None
+        self.resize = tuple(resize) if resize else None
+        images = self.root / "images"
+        self.images = {p.stem: p for p in sorted(images.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+
+    def list_ids(self, split: str) -> list[str]:
+        if (self.root / f"{split}.list").is_file():
+            ids = read_list(self.root, split)
+        else:
+            ids = list(self.images) if split == "train" else []
+        missing = [i for i in ids if i not in self.images]
+        if missing:
+            raise DataError(
+                f"{self.root / 'images'}: no image for the listed ID {missing[0]}; expected images/{missing[0]}.png "
+                f"(or {', '.join(IMAGE_SUFFIXES[1:])})"
+            )
+        return ids
+
+    def path(self, case_id: str) -> Path:
+        return self.images[case_id]
+
+    def mask_path(self, case_id: str) -> Path | None:
+        return _find(self.root / "masks", case_id, MASK_SUFFIXES)
+
+    def has_label(self, case_id: str) -> bool:
+        return self.mask_path(case_id) is not None
+
+    def _crop_box(self, shape: tuple[int, int]) -> tuple[slice, slice]:
+        if self.center_crop is None:
+            return slice(0, shape[0]), slice(0, shape[1])
+        starts = [max((s - c) // 2, 0) for s, c in zip(shape, self.center_crop)]
+        return tuple(slice(a, a + min(c, s)) for a, c, s in zip(starts, self.center_crop, shape))
+
+    def _geometry(self, picture: np.ndarray, nearest: bool) -> np.ndarray:
+        picture = picture[self._crop_box(picture.shape)]
+        if self.resize is not None and picture.shape != self.resize:
+            resample = Image.Resampling.NEAREST if nearest else Image.Resampling.BILINEAR
+            mode_array = picture.astype(np.uint8 if nearest else np.float32)
+            picture = np.asarray(Image.fromarray(mode_array).resize(self.resize[::-1], resample))
+        return picture
+
+    def read(self, case_id: str) -> tuple[np.ndarray, np.ndarray | None]:
+        path = self.path(case_id)
+        image = _read_picture(path).astype(np.float32)
+        label = None
+        mask_path = self.mask_path(case_id)
+        if mask_path is not None:
+            mask = _read_picture(mask_path)
+            if mask.shape != image.shape:
+                raise DataError(
+                    f"{mask_path}: mask size {mask.shape} differs from image size {image.shape}; export the mask at "
+                    f"the image's size"
+                )
+            label = self._geometry(check_label(mask, self.num_classes, mask_path), nearest=True)
+        return zscore(self._geometry(image, nearest=False), path), label
+
+    def inspect(self, case_id: str) -> tuple[int, ...]:
+        return self.read(case_id)[0].shape
+
+    def restore_geometry(self, array: np.ndarray, original_shape: tuple[int, int]) -> np.ndarray:
+        """Undo `resize` (nearest neighbour) and `center_crop` (zeros outside the crop) of a label-like map."""
+        box = self._crop_box(original_shape)
+        crop_shape = tuple(b.stop - b.start for b in box)
+        if array.shape != crop_shape:
+            resample = Image.Resampling.NEAREST if array.dtype == np.uint8 else Image.Resampling.BILINEAR
+            mode_array = array if array.dtype == np.uint8 else array.astype(np.float32)
+            array = np.asarray(Image.fromarray(mode_array).resize(crop_shape[::-1], resample))
+        full = np.zeros(original_shape, dtype=array.dtype)
+        full[box] = array
+        return full
+
+    def write_outputs(self, case_id: str, out: Path, arrays: dict[str, np.ndarray]) -> list[Path]:
+        """Label maps (uint8) as PNG, 0/255 for two classes, else the class indices; other maps (float, e.g. the
+        uncertainty) as 32-bit float TIFF."""
+        original_shape = _read_picture(self.path(case_id)).shape[:2]
+        paths = []
+        for suffix, array in arrays.items():
+            array = self.restore_geometry(array, original_shape)
+            if array.dtype == np.uint8:
+                path = out / f"{case_id}_{suffix}.png"
+                Image.fromarray(array * 255 if self.num_classes == 2 else array).save(path)
+            else:
+                path = out / f"{case_id}_{suffix}.tif"
+                Image.fromarray(array.astype(np.float32)).save(path)
+            paths.append(path)
+        return paths
+
+
+def open_source(
+    root: str | Path,
+    num_classes: int = 2,
+    center_crop: Sequence[int] | None = None,
+    resize: Sequence[int] | None = None,
+) -> Source:
+    """The source whose layout `root` has: imagesTr/ → NIfTI, images/ → 2D images, otherwise the LA h5 layout."""
+    root = Path(root)
+    if (root / "imagesTr").is_dir() or (root / "imagesTs").is_dir():
+        source: Source = NiftiSource(root, num_classes)
+    elif (root / "images").is_dir():
+        return ImageFolderSource(root, num_classes, center_crop, resize)
+    else:
+        source = LASource(root, num_classes)
+    if center_crop or resize:
+        raise DataError(f"--center_crop and --resize apply to 2D images; {root} holds {source.name} volumes")
+    return source

@@ -1,0 +1,170 @@
+"""Case sources: NIfTI folders, 2D image folders (PNG/JPEG/DICOM), layout detection, geometry written back."""
+
+import nibabel as nib
+import numpy as np
+import pytest
+from PIL import Image
+
+from dataloaders.la_heart import DataError
+from dataloaders.sources import ImageFolderSource, LASource, NiftiSource, open_source
+
+
+def zscored(x):
+    x = x.astype(np.float64)
+    return (x - x.mean()) / x.std()
+
+
+@pytest.fixture
+def nifti_root(tmp_path):
+    """Decathlon layout: 3 training images (one named the nnU-Net way), 2 labels (K = 3), 1 test image + label."""
+    rng = np.random.default_rng(0)
+    affine = np.diag([0.8, 0.8, 2.5, 1.0])
+    affine[:3, 3] = [10, -20, 5]
+    for folder in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
+        (tmp_path / folder).mkdir()
+    cases = {}
+    for case_id, image_name, labelled in [("c1", "c1", True), ("c2", "c2_0000", True), ("c3", "c3", False)]:
+        image = rng.normal(100, 20, (20, 18, 10)).astype(np.float32)
+        nib.save(nib.Nifti1Image(image, affine), tmp_path / "imagesTr" / f"{image_name}.nii.gz")
+        label = rng.integers(0, 3, (20, 18, 10)).astype(np.uint8)
+        if labelled:
+            nib.save(nib.Nifti1Image(label, affine), tmp_path / "labelsTr" / f"{case_id}.nii.gz")
+        cases[case_id] = (image, label if labelled else None)
+    image = rng.normal(size=(16, 16, 8)).astype(np.float32)
+    nib.save(nib.Nifti1Image(image, affine), tmp_path / "imagesTs" / "t1.nii.gz")
+    nib.save(nib.Nifti1Image(np.zeros((16, 16, 8), np.uint8), affine), tmp_path / "labelsTs" / "t1.nii.gz")
+    return tmp_path, cases, affine
+
+
+def test_nifti_cases_lists_labels_and_geometry(nifti_root, tmp_path):
+    root, cases, affine = nifti_root
+    source = open_source(root, num_classes=3)
+    assert isinstance(source, NiftiSource) and source.dimensions == 3
+    assert source.list_ids("train") == ["c1", "c2", "c3"] and source.list_ids("test") == ["t1"]
+    for case_id, (image, label) in cases.items():
+        read_image, read_label = source.read(case_id)
+        np.testing.assert_allclose(read_image, zscored(image), atol=1e-5)
+        assert source.has_label(case_id) == (label is not None)
+        if label is None:
+            assert read_label is None
+        else:
+            np.testing.assert_array_equal(read_label, label)
+    assert source.spacing("c1") == pytest.approx((0.8, 0.8, 2.5))
+    out = tmp_path / "out"
+    out.mkdir()
+    prediction = cases["c1"][1]
+    (path,) = source.write_outputs("c1", out, {"pred": prediction})
+    written = nib.load(path)
+    np.testing.assert_allclose(written.affine, affine, rtol=1e-6)  # the input's geometry (stored as float32)
+    np.testing.assert_array_equal(np.asarray(written.dataobj), prediction)
+    # Lists, when present, choose the cases.
+    (root / "train.list").write_text("c3\nc1\n")
+    assert open_source(root, num_classes=3).list_ids("train") == ["c3", "c1"]
+
+
+def test_nifti_bad_data_is_one_line_naming_the_file(nifti_root):
+    root, _, affine = nifti_root
+    source = open_source(root, num_classes=2)
+    with pytest.raises(DataError, match=r"c1.nii.gz: label values 0..2 fall outside 0..1.*--num_classes 3"):
+        source.read("c1")
+    nib.save(nib.Nifti1Image(np.zeros((20, 18, 9), np.uint8), affine), root / "labelsTr" / "c1.nii.gz")
+    with pytest.raises(DataError, match=r"labelsTr/c1.nii.gz: label shape \(20, 18, 9\) differs from image shape"):
+        source.read("c1")
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4, 2), np.float32), affine), root / "imagesTr" / "c3.nii.gz")
+    with pytest.raises(DataError, match="c3.nii.gz: shape .*one 3D volume per file"):
+        source.read("c3")
+    (root / "train.list").write_text("c1\nnope\n")
+    with pytest.raises(DataError, match="no image for the listed ID nope"):
+        source.list_ids("train")
+
+
+def save_png(path, array):
+    Image.fromarray(array).save(path)
+
+
+@pytest.fixture
+def echo_root(tmp_path):
+    """Echo-like frames of 70 x 100 (rows x columns): grey PNG, an RGB PNG, a JPEG without mask; 0/255 masks."""
+    rng = np.random.default_rng(1)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    frames = {}
+    for case_id in ("f1", "f2", "f3"):
+        frame = rng.integers(0, 255, (70, 100)).astype(np.uint8)
+        mask = np.zeros((70, 100), np.uint8)
+        mask[20:50, 30:80] = 255
+        frames[case_id] = (frame, mask)
+    save_png(tmp_path / "images" / "f1.png", frames["f1"][0])
+    save_png(tmp_path / "images" / "f2.png", np.stack([frames["f2"][0]] * 3, -1))  # RGB with equal channels
+    Image.fromarray(frames["f3"][0]).save(tmp_path / "images" / "f3.jpg", quality=100)
+    save_png(tmp_path / "masks" / "f1.png", frames["f1"][1])
+    save_png(tmp_path / "masks" / "f2.png", frames["f2"][1])
+    return tmp_path, frames
+
+
+def test_image_folder_reads_frames_and_masks(echo_root):
+    root, frames = echo_root
+    source = open_source(root)
+    assert isinstance(source, ImageFolderSource) and source.dimensions == 2
+    assert source.list_ids("train") == ["f1", "f2", "f3"] and source.list_ids("test") == []
+    for case_id in ("f1", "f2"):
+        image, label = source.read(case_id)
+        np.testing.assert_allclose(image, zscored(frames[case_id][0]), atol=1e-5)
+        np.testing.assert_array_equal(label, frames[case_id][1] // 255)  # 0/255 read as 0/1
+    image, label = source.read("f3")  # JPEG, no mask: unlabelled
+    assert label is None and image.shape == (70, 100) and not source.has_label("f3")
+    # 0/255 is binary only for two classes: with three it is a mistake, named.
+    with pytest.raises(DataError, match="f1.png: label values 0..255 fall outside 0..2"):
+        open_source(root, num_classes=3).read("f1")
+
+
+def test_center_crop_and_resize_are_undone_when_writing(echo_root, tmp_path):
+    root, frames = echo_root
+    source = open_source(root, center_crop=(60, 60), resize=(32, 32))
+    image, label = source.read("f1")
+    assert image.shape == label.shape == (32, 32)
+    # The crop is centred: rows 5..65, columns 20..80 of the 70 x 100 frame.
+    cropped = frames["f1"][1][5:65, 20:80] // 255
+    expected = np.asarray(Image.fromarray(cropped).resize((32, 32), Image.Resampling.NEAREST))
+    np.testing.assert_array_equal(label, expected)
+    out = tmp_path / "out"
+    out.mkdir()
+    (path,) = source.write_outputs("f1", out, {"pred": label})
+    written = np.asarray(Image.open(path))
+    assert written.shape == (70, 100) and set(np.unique(written)) <= {0, 255}
+    assert not written[:5].any() and not written[:, :20].any() and not written[:, 80:].any()  # outside the crop
+    agreement = np.mean((written[5:65, 20:80] > 0) == (frames["f1"][1][5:65, 20:80] > 0))
+    assert agreement > 0.97  # nearest-neighbour down and up again: only the edges may move
+    (path,) = source.write_outputs("f1", out, {"uncertainty": np.ones((32, 32), np.float32)})
+    assert np.asarray(Image.open(path)).dtype == np.float32
+
+
+def test_dicom_frames(tmp_path):
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    (tmp_path / "images").mkdir()
+    pixels = np.random.default_rng(2).integers(0, 4000, (40, 48)).astype(np.uint16)
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.6.1"  # ultrasound image storage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.PixelData = pixels.tobytes()
+    ds.save_as(tmp_path / "images" / "d1.dcm", enforce_file_format=True)
+    image, label = open_source(tmp_path).read("d1")
+    np.testing.assert_allclose(image, zscored(pixels), atol=1e-5)
+    assert label is None
+
+
+def test_layout_detection_and_misplaced_options(tmp_path, synthetic_root):
+    assert isinstance(open_source(synthetic_root), LASource)
+    with pytest.raises(DataError, match="--center_crop and --resize apply to 2D images"):
+        open_source(synthetic_root, resize=(32, 32))
+    with pytest.raises(DataError, match="dataset folder not found"):
+        open_source(tmp_path / "nowhere")
