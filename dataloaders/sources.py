@@ -131,6 +131,13 @@ class NiftiSource(Source):
         self.images = _nifti_ids(self.root / "imagesTr") | _nifti_ids(self.root / "imagesTs")
         self.labels = _nifti_ids(self.root / "labelsTr") | _nifti_ids(self.root / "labelsTs")
 
+    @classmethod
+    def of_folder(cls, folder: str | Path, num_classes: int = 2) -> NiftiSource:
+        """The NIfTI volumes lying in `folder` itself, without labels (new cases to predict)."""
+        source = cls(folder, num_classes)
+        source.images, source.labels = _nifti_ids(Path(folder)), {}
+        return source
+
     def list_ids(self, split: str) -> list[str]:
         if (self.root / f"{split}.list").is_file():
             ids = read_list(self.root, split)
@@ -241,11 +248,12 @@ class ImageFolderSource(Source):
         num_classes: int = 2,
         center_crop: Sequence[int] | None = None,
         resize: Sequence[int] | None = None,
+        images_folder: str | Path | None = None,
     ):
         super().__init__(root, num_classes)
         self.center_crop = tuple(center_crop) if center_crop else None
         self.resize = tuple(resize) if resize else None
-        images = self.root / "images"
+        images = Path(images_folder) if images_folder is not None else self.root / "images"
         self.images = {p.stem: p for p in sorted(images.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
 
     def list_ids(self, split: str) -> list[str]:
@@ -329,6 +337,24 @@ class ImageFolderSource(Source):
                 Image.fromarray(array.astype(np.float32)).save(path)
             paths.append(path)
         return paths
+
+
+def open_folder(
+    folder: str | Path,
+    num_classes: int = 2,
+    center_crop: Sequence[int] | None = None,
+    resize: Sequence[int] | None = None,
+) -> Source:
+    """New cases lying in `folder` itself (no labels): NIfTI volumes if it holds any, else 2D images."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: folder not found; pass a folder of .nii.gz volumes or 2D images")
+    if any(folder.glob(f"*{NIFTI_SUFFIX}")):
+        return NiftiSource.of_folder(folder, num_classes)
+    source = ImageFolderSource(folder, num_classes, center_crop, resize, images_folder=folder)
+    if not source.images:
+        raise DataError(f"{folder}: no .nii.gz volume nor image ({', '.join(IMAGE_SUFFIXES)}) found")
+    return source
 
 
 def open_source(

@@ -1,0 +1,76 @@
+"""Echocardiography-like 2D frames for the tests and the 2D example: a speckled ultrasound sector (the cone a phased
+array images) with dark cavities, bright walls and one small bright moving mass (the 'vegetation') as the label.
+
+    <root>/images/<ID>.png   8-bit grey frames        <root>/masks/<ID>.png   0/255, only for the labelled frames
+    <root>/train.list, <root>/test.list
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+
+def echo_frame(shape: Sequence[int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(frame uint8, mask uint8 0/1) of one synthetic echo frame of `shape` (rows, columns)."""
+    rows, cols = shape
+    y, x = np.mgrid[0:rows, 0:cols].astype(np.float32)
+    apex = np.array([0.02 * rows, cols / 2])
+    radius = np.hypot(y - apex[0], x - apex[1])
+    angle = np.arctan2(x - apex[1], y - apex[0])
+    sector = (radius < 0.95 * rows) & (np.abs(angle) < 0.6)
+    # Tissue with two dark chambers separated by a bright wall.
+    tissue = np.full(shape, 0.55, np.float32)
+    for cy, cx, ry, rx in [(0.45, 0.42, 0.22, 0.12), (0.5, 0.6, 0.2, 0.1)]:
+        chamber = ((y / rows - cy) / ry) ** 2 + ((x / cols - cx) / rx) ** 2 < 1
+        tissue[chamber] = 0.12
+    # The target: a small bright irregular mass on a chamber wall.
+    cy, cx = rng.uniform(0.35, 0.6) * rows, rng.uniform(0.45, 0.55) * cols
+    size = rng.uniform(0.04, 0.08) * rows
+    wobble = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma=size / 2)
+    wobble *= 0.3 / (np.abs(wobble).max() + 1e-6)
+    mask = (np.hypot(y - cy, (x - cx) * 0.8) / size - wobble < 1) & sector
+    tissue[mask] = 0.9
+    # Multiplicative speckle, blurred along the beam, and depth attenuation.
+    speckle = ndimage.gaussian_filter(rng.rayleigh(1.0, shape).astype(np.float32), sigma=(1.5, 0.7))
+    frame = tissue * speckle * np.exp(-radius / (1.5 * rows)) * sector
+    frame = np.clip(frame / np.percentile(frame[sector], 99.5), 0, 1)
+    return (frame * 255).astype(np.uint8), mask.astype(np.uint8)
+
+
+def make_synthetic_echo(
+    root: str | Path, n_train: int = 12, n_test: int = 4, labelled: int = 4, shape: Sequence[int] = (120, 160),
+    seed: int = 0,
+) -> Path:  # fmt: skip
+    """Write `n_train` + `n_test` frames; masks for the first `labelled` training frames and every test frame (the
+    other training frames are unlabelled: no mask file at all)."""
+    root = Path(root)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(exist_ok=True)
+    rng = np.random.default_rng(seed)
+    ids = [f"frame_{i:03d}" for i in range(n_train + n_test)]
+    for i, case_id in enumerate(ids):
+        frame, mask = echo_frame(shape, rng)
+        Image.fromarray(frame).save(root / "images" / f"{case_id}.png")
+        if i < labelled or i >= n_train:
+            Image.fromarray(mask * 255).save(root / "masks" / f"{case_id}.png")
+    (root / "train.list").write_text("\n".join(ids[:n_train]) + "\n")
+    (root / "test.list").write_text("\n".join(ids[n_train:]) + "\n")
+    return root
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="data/synthetic_echo")
+    parser.add_argument("--n_train", type=int, default=40)
+    parser.add_argument("--n_test", type=int, default=10)
+    parser.add_argument("--labelled", type=int, default=8)
+    parser.add_argument("--shape", type=int, nargs=2, default=[240, 320], metavar=("ROWS", "COLUMNS"))
+    parser.add_argument("--seed", type=int, default=0)
+    a = parser.parse_args()
+    print(make_synthetic_echo(a.out, a.n_train, a.n_test, a.labelled, a.shape, a.seed))
