@@ -103,6 +103,7 @@ def random_rot_flip(image: np.ndarray, label: np.ndarray, rng: np.random.Generat
     """rot90 by k in {0,1,2,3} in the axial plane (axes 0, 1), then a flip along axis 0 or 1 (always one).
 
     As in the UA-MT release; the composition is always one of the 4 reflections of the plane, never a rotation.
+    A 2D (W, H) image is that plane itself.
     """
     k = int(rng.integers(0, 4))
     axis = int(rng.integers(0, 2))
@@ -131,25 +132,30 @@ def random_crop(
 
 
 class TrainTransform:
-    """Random rot90 + flip, then a random crop to `patch_size` (UA-MT's RandomRotFlip, RandomCrop)."""
+    """Random rot90 + flip, then a random crop to `patch_size` (UA-MT's RandomRotFlip, RandomCrop); 2D or 3D."""
 
     def __init__(self, patch_size: Sequence[int]):
         self.patch_size = tuple(patch_size)
 
     def __call__(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        if image.ndim != len(self.patch_size):  # zip would silently leave the extra axes uncropped
+            raise ValueError(f"a {image.ndim}D image cannot be cropped to the {len(self.patch_size)}D patch")
         image, label = random_rot_flip(image, label, rng)
         return random_crop(image, label, self.patch_size, rng)
 
 
 class LAHeart(Dataset):
-    """Cases of one list, read once into memory. An item key is an index, or (index, seed) to augment."""
+    """Cases of one list, read once into memory (labels checked to lie in 0..num_classes-1). An item key is an
+    index, or (index, seed) to augment."""
 
-    def __init__(self, root: str | Path, ids: Sequence[str], transform: TrainTransform | None = None):
+    def __init__(
+        self, root: str | Path, ids: Sequence[str], transform: TrainTransform | None = None, num_classes: int = 2
+    ):
         self.root = Path(root)
         self.ids = list(ids)
         self.transform = transform
         # Volumes are small (about 13 MB each): read and decompress them once, not on every step.
-        self.cases = [read_case(case_path(self.root, case_id)) for case_id in self.ids]
+        self.cases = [read_case(case_path(self.root, case_id), num_classes) for case_id in self.ids]
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -2,7 +2,8 @@
 
 Each case is a noisy MR-like volume (smooth background texture + Rician noise) holding one bright labelled blob of
 varied size and shape (an ellipsoid with a randomly perturbed surface) and smaller bright unlabelled ones,
-normalised per volume as LA is.
+normalised per volume as LA is. With K > 2 classes the labelled blob is split into nested shells labelled 1 (outer)
+to K-1 (core), each inner shell a little brighter; K = 2 gives exactly the single-class output.
 """
 
 from __future__ import annotations
@@ -19,20 +20,33 @@ from dataloaders.la_heart import CASE_FILE, CASES_FOLDER
 
 
 def _blob(grid: np.ndarray, shape: Sequence[int], rng: np.random.Generator, size: tuple[float, float]) -> np.ndarray:
-    """Distance-like map that is < 1 inside an ellipsoid with a randomly perturbed surface."""
+    """Distance-like map that is < 1 inside an ellipsoid (an ellipse in 2D) with a randomly perturbed surface."""
     center = np.array([rng.uniform(0.3, 0.7) * s for s in shape], dtype=np.float32)
     radii = np.array([rng.uniform(*size) * s for s in shape], dtype=np.float32)
-    offset = (grid - center[:, None, None, None]) / radii[:, None, None, None]
+    per_axis = (-1, *[1] * len(shape))  # one value per axis, broadcast over the grid
+    offset = (grid - center.reshape(per_axis)) / radii.reshape(per_axis)
     wobble = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma=max(shape) / 8)
     wobble *= 0.35 / (np.abs(wobble).max() + 1e-6)
     return np.sqrt((offset**2).sum(0)) - wobble
 
 
-def synthetic_case(shape: Sequence[int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(image float32 z-scored, label uint8): one labelled blob among 1-3 smaller unlabelled bright ones, so that
-    brightness alone does not separate the target (as the other blood pools do in LA MRI)."""
+# Shell c of a K-class blob is where the blob's distance map is below 1 - SHELL_DEPTH (c - 1) / (K - 1).
+SHELL_DEPTH = 0.8
+SHELL_CONTRAST = 15.0  # extra brightness of each inner shell, so its class has an intensity cue besides its shape
+
+
+def synthetic_case(
+    shape: Sequence[int], rng: np.random.Generator, num_classes: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
+    """(image float32 z-scored, label uint8) of `shape` (3D, or 2D for image tests): one labelled blob among 1-3
+    smaller unlabelled bright ones, so that brightness alone does not separate the target (as the other blood pools
+    do in LA MRI). With K > 2 classes the blob holds nested shells 1..K-1; the random draws are those of K = 2, so
+    only the shells' label and brightness differ."""
     grid = np.stack(np.meshgrid(*[np.arange(s, dtype=np.float32) for s in shape], indexing="ij"))
-    label = (_blob(grid, shape, rng, (0.15, 0.28)) < 1.0).astype(np.uint8)
+    distance = _blob(grid, shape, rng, (0.15, 0.28))
+    label = (distance < 1.0).astype(np.uint8)
+    for c in range(2, num_classes):
+        label[distance < 1.0 - SHELL_DEPTH * (c - 1) / (num_classes - 1)] = c
     distractors = np.zeros(shape, dtype=bool)
     for _ in range(int(rng.integers(1, 4))):
         distractors |= _blob(grid, shape, rng, (0.05, 0.1)) < 1.0
@@ -40,6 +54,8 @@ def synthetic_case(shape: Sequence[int], rng: np.random.Generator) -> tuple[np.n
 
     background = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma=4) * 8
     signal = 40.0 + background + bright * rng.uniform(25.0, 45.0)
+    if num_classes > 2:
+        signal += SHELL_CONTRAST * np.maximum(label.astype(np.float32) - 1.0, 0.0)
     noise_sd = rng.uniform(10.0, 16.0)
     noisy = np.hypot(signal + rng.normal(0, noise_sd, shape), rng.normal(0, noise_sd, shape))  # Rician magnitude
     image = ((noisy - noisy.mean()) / noisy.std()).astype(np.float32)
@@ -52,15 +68,17 @@ def make_synthetic_la(
     n_test: int = 4,
     shape_range: tuple[Sequence[int], Sequence[int]] = ((56, 56, 40), (72, 72, 48)),
     seed: int = 0,
+    num_classes: int = 2,
 ) -> Path:
-    """Write `root/train.list`, `root/test.list` and one h5 per case; sides are drawn from `shape_range`."""
+    """Write `root/train.list`, `root/test.list` and one h5 per case; sides are drawn from `shape_range`; labels
+    0..num_classes-1."""
     root = Path(root)
     rng = np.random.default_rng(seed)
     ids = [f"SYN{i:03d}" for i in range(n_train + n_test)]
     low, high = shape_range
     for case_id in ids:
         shape = tuple(int(rng.integers(lo, hi + 1)) for lo, hi in zip(low, high))
-        image, label = synthetic_case(shape, rng)
+        image, label = synthetic_case(shape, rng, num_classes)
         folder = root / CASES_FOLDER / case_id
         folder.mkdir(parents=True, exist_ok=True)
         with h5py.File(folder / CASE_FILE, "w") as h5:
@@ -77,8 +95,9 @@ def main() -> None:
     parser.add_argument("--n_train", type=int, default=20)
     parser.add_argument("--n_test", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--num_classes", type=int, default=2, help="K: background + K-1 nested shells of the blob")
     args = parser.parse_args()
-    make_synthetic_la(args.root, args.n_train, args.n_test, seed=args.seed)
+    make_synthetic_la(args.root, args.n_train, args.n_test, seed=args.seed, num_classes=args.num_classes)
     print(f"wrote {args.n_train} training and {args.n_test} test cases to {args.root}")
 
 

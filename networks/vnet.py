@@ -3,8 +3,10 @@
 Encoder stages of 1-2-3-3-3 convolutions, decoder stages of 3-3-2-1, every convolution 3x3x3 + BatchNorm + ReLU
 (no residual connections, as in the UA-MT release), 2x2x2 stride-2 (de)convolutions between stages, skips added.
 Dropout3d(0.5) on the bottleneck and on the last decoder features gives the Monte-Carlo samples of the teacher.
+`dimensions=2` builds the same design from 2D layers (3x3 convs, 2x2 (de)convolutions, Dropout2d) for images.
 
-Module names follow the UA-MT release, so its checkpoints load here and ours load there.
+Module names follow the UA-MT release, so its checkpoints load here and ours load there; the 2D network has the
+same names, so one loading path serves both.
 """
 
 from __future__ import annotations
@@ -15,20 +17,33 @@ from torch import nn
 # Four stride-2 stages: every input side must be divisible by 2**4.
 SIDE_MULTIPLE = 16
 
+# The layer types of each dimensionality: (conv, transposed conv, batch norm, channel dropout).
+LAYERS = {
+    2: (nn.Conv2d, nn.ConvTranspose2d, nn.BatchNorm2d, nn.Dropout2d),
+    3: (nn.Conv3d, nn.ConvTranspose3d, nn.BatchNorm3d, nn.Dropout3d),
+}
 
-def _conv_bn_relu(conv: nn.Module, channels: int) -> list[nn.Module]:
-    return [conv, nn.BatchNorm3d(channels), nn.ReLU(inplace=True)]
+
+def _layers(dimensions: int) -> tuple[type[nn.Module], ...]:
+    if dimensions not in LAYERS:
+        raise ValueError(f"VNet supports dimensions 2 or 3, not {dimensions}")
+    return LAYERS[dimensions]
+
+
+def _conv_bn_relu(conv: nn.Module, channels: int, dimensions: int) -> list[nn.Module]:
+    return [conv, _layers(dimensions)[2](channels), nn.ReLU(inplace=True)]
 
 
 class ConvBlock(nn.Module):
-    """`n_convs` x (3x3x3 conv + BN + ReLU)."""
+    """`n_convs` x (3x3x3 conv + BN + ReLU); 3x3 in 2D."""
 
-    def __init__(self, n_convs: int, in_channels: int, out_channels: int):
+    def __init__(self, n_convs: int, in_channels: int, out_channels: int, dimensions: int = 3):
         super().__init__()
+        conv_type = _layers(dimensions)[0]
         layers: list[nn.Module] = []
         for i in range(n_convs):
-            conv = nn.Conv3d(in_channels if i == 0 else out_channels, out_channels, kernel_size=3, padding=1)
-            layers += _conv_bn_relu(conv, out_channels)
+            conv = conv_type(in_channels if i == 0 else out_channels, out_channels, kernel_size=3, padding=1)
+            layers += _conv_bn_relu(conv, out_channels, dimensions)
         self.conv = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -38,9 +53,10 @@ class ConvBlock(nn.Module):
 class DownBlock(nn.Module):
     """Halve every side: 2x2x2 stride-2 conv + BN + ReLU."""
 
-    def __init__(self, in_channels: int, out_channels: int):
+    def __init__(self, in_channels: int, out_channels: int, dimensions: int = 3):
         super().__init__()
-        self.conv = nn.Sequential(*_conv_bn_relu(nn.Conv3d(in_channels, out_channels, 2, stride=2), out_channels))
+        conv = _layers(dimensions)[0](in_channels, out_channels, 2, stride=2)
+        self.conv = nn.Sequential(*_conv_bn_relu(conv, out_channels, dimensions))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(x)
@@ -49,52 +65,63 @@ class DownBlock(nn.Module):
 class UpBlock(nn.Module):
     """Double every side: 2x2x2 stride-2 transposed conv + BN + ReLU."""
 
-    def __init__(self, in_channels: int, out_channels: int):
+    def __init__(self, in_channels: int, out_channels: int, dimensions: int = 3):
         super().__init__()
-        deconv = nn.ConvTranspose3d(in_channels, out_channels, 2, stride=2)
-        self.conv = nn.Sequential(*_conv_bn_relu(deconv, out_channels))
+        deconv = _layers(dimensions)[1](in_channels, out_channels, 2, stride=2)
+        self.conv = nn.Sequential(*_conv_bn_relu(deconv, out_channels, dimensions))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(x)
 
 
 class VNet(nn.Module):
-    """V-Net with 16-32-64-128-256 channels; `has_dropout` switches the two Dropout3d layers on."""
+    """V-Net with 16-32-64-128-256 channels; `has_dropout` switches the two dropout layers on; `dimensions` 3
+    (volumes, the paper's network) or 2 (images)."""
 
-    def __init__(self, n_channels: int = 1, n_classes: int = 2, n_filters: int = 16, has_dropout: bool = True):
+    def __init__(
+        self,
+        n_channels: int = 1,
+        n_classes: int = 2,
+        n_filters: int = 16,
+        has_dropout: bool = True,
+        dimensions: int = 3,
+    ):
         super().__init__()
+        conv_type, _, _, dropout_type = _layers(dimensions)
         self.has_dropout = has_dropout
-        f = n_filters
-        self.block_one = ConvBlock(1, n_channels, f)
-        self.block_one_dw = DownBlock(f, 2 * f)
-        self.block_two = ConvBlock(2, 2 * f, 2 * f)
-        self.block_two_dw = DownBlock(2 * f, 4 * f)
-        self.block_three = ConvBlock(3, 4 * f, 4 * f)
-        self.block_three_dw = DownBlock(4 * f, 8 * f)
-        self.block_four = ConvBlock(3, 8 * f, 8 * f)
-        self.block_four_dw = DownBlock(8 * f, 16 * f)
-        self.block_five = ConvBlock(3, 16 * f, 16 * f)
-        self.block_five_up = UpBlock(16 * f, 8 * f)
-        self.block_six = ConvBlock(3, 8 * f, 8 * f)
-        self.block_six_up = UpBlock(8 * f, 4 * f)
-        self.block_seven = ConvBlock(3, 4 * f, 4 * f)
-        self.block_seven_up = UpBlock(4 * f, 2 * f)
-        self.block_eight = ConvBlock(2, 2 * f, 2 * f)
-        self.block_eight_up = UpBlock(2 * f, f)
-        self.block_nine = ConvBlock(1, f, f)
-        self.out_conv = nn.Conv3d(f, n_classes, kernel_size=1)
-        # Dropout3d is only active in train() mode; has_dropout=False removes it altogether (the test-time network).
-        self.dropout = nn.Dropout3d(p=0.5)
+        self.dimensions = dimensions
+        f, d = n_filters, dimensions
+        self.block_one = ConvBlock(1, n_channels, f, d)
+        self.block_one_dw = DownBlock(f, 2 * f, d)
+        self.block_two = ConvBlock(2, 2 * f, 2 * f, d)
+        self.block_two_dw = DownBlock(2 * f, 4 * f, d)
+        self.block_three = ConvBlock(3, 4 * f, 4 * f, d)
+        self.block_three_dw = DownBlock(4 * f, 8 * f, d)
+        self.block_four = ConvBlock(3, 8 * f, 8 * f, d)
+        self.block_four_dw = DownBlock(8 * f, 16 * f, d)
+        self.block_five = ConvBlock(3, 16 * f, 16 * f, d)
+        self.block_five_up = UpBlock(16 * f, 8 * f, d)
+        self.block_six = ConvBlock(3, 8 * f, 8 * f, d)
+        self.block_six_up = UpBlock(8 * f, 4 * f, d)
+        self.block_seven = ConvBlock(3, 4 * f, 4 * f, d)
+        self.block_seven_up = UpBlock(4 * f, 2 * f, d)
+        self.block_eight = ConvBlock(2, 2 * f, 2 * f, d)
+        self.block_eight_up = UpBlock(2 * f, f, d)
+        self.block_nine = ConvBlock(1, f, f, d)
+        self.out_conv = conv_type(f, n_classes, kernel_size=1)
+        # Dropout is only active in train() mode; has_dropout=False removes it altogether (the test-time network).
+        self.dropout = dropout_type(p=0.5)
 
     def _maybe_dropout(self, x: torch.Tensor) -> torch.Tensor:
         return self.dropout(x) if self.has_dropout else x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bad = [s for s in x.shape[2:] if s % SIDE_MULTIPLE]
-        if x.dim() != 5 or bad:
+        if x.dim() != self.dimensions + 2 or bad:
             raise ValueError(
-                f"VNet needs input of shape (batch, channels, W, H, D) with every side a multiple of {SIDE_MULTIPLE}; "
-                f"got {tuple(x.shape)}. Choose --patch_size sides divisible by {SIDE_MULTIPLE}."
+                f"VNet({self.dimensions}D) needs input of shape (batch, channels, *spatial) with {self.dimensions} "
+                f"spatial sides, each a multiple of {SIDE_MULTIPLE}; got {tuple(x.shape)}. Choose --patch_size sides "
+                f"divisible by {SIDE_MULTIPLE}."
             )
         x1 = self.block_one(x)
         x2 = self.block_two(self.block_one_dw(x1))

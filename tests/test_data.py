@@ -2,8 +2,10 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from dataloaders.la_heart import LAHeart, TrainTransform, TwoStreamBatchSampler, pad_to_patch, random_rot_flip
+from dataloaders.synthetic import make_synthetic_la, synthetic_case
 
 
 def _epochs(sampler, n):
@@ -97,6 +99,65 @@ def test_random_crop_keeps_image_and_label_aligned():
             corner = np.argwhere(volume == out_image[0, 0, 0])[0]
             blocks.append(volume[tuple(slice(c, c + p) for c, p in zip(corner, (32, 32, 16)))])
         assert any(b.shape == out_image.shape and np.array_equal(b, out_image) for b in blocks)
+
+
+def test_2d_transform_is_a_reflection_of_the_plane_then_a_crop_and_keeps_label_aligned():
+    image = np.arange(40 * 36, dtype=np.float32).reshape(40, 36)
+    label = (image.astype(np.int64) * 7 % 3).astype(np.uint8)  # 3 classes, a function of the pixel value
+    # The 4 reflections of the plane, written out: transpose, anti-transpose, vertical and horizontal flips.
+    reflections = [image.T, image[::-1, ::-1].T, image[::-1], image[:, ::-1]]
+    transform = TrainTransform((32, 16))
+    seen = set()
+    for seed in range(40):
+        out_image, out_label = transform(image, label, np.random.default_rng(seed))
+        assert out_image.shape == out_label.shape == (32, 16)
+        assert np.array_equal(out_label, (out_image.astype(np.int64) * 7 % 3).astype(np.uint8))
+        matches = []
+        for i, volume in enumerate(reflections):
+            corner = np.argwhere(volume == out_image[0, 0])[0]
+            block = volume[corner[0] : corner[0] + 32, corner[1] : corner[1] + 16]
+            if block.shape == out_image.shape and np.array_equal(block, out_image):
+                matches.append(i)
+        assert len(matches) == 1  # a contiguous block of exactly one reflection
+        seen.add(matches[0])
+    assert seen == {0, 1, 2, 3}
+
+
+def test_2d_image_smaller_than_the_patch_is_padded_by_the_release_formula():
+    image = np.ones((20, 50), dtype=np.float32)
+    padded, _ = pad_to_patch(image, image.astype(np.uint8), (32, 32))
+    assert padded.shape == (38, 50)  # (32 - 20) // 2 + 3 = 9 on both ends of the short side
+    out, out_label = TrainTransform((32, 32))(image, image.astype(np.uint8), np.random.default_rng(0))
+    assert out.shape == out_label.shape == (32, 32) and np.array_equal(out, out_label)
+
+
+def test_transform_refuses_a_patch_of_another_dimensionality():
+    with pytest.raises(ValueError, match="3D image cannot be cropped to the 2D patch"):
+        TrainTransform((32, 32))(np.zeros((40, 40, 40)), np.zeros((40, 40, 40)), np.random.default_rng(0))
+
+
+def test_synthetic_three_classes_are_nested_shells_of_the_two_class_blob():
+    shape = (40, 36, 30)
+    image_2, label_2 = synthetic_case(shape, np.random.default_rng(7))
+    image_3, label_3 = synthetic_case(shape, np.random.default_rng(7), num_classes=3)
+    assert set(np.unique(label_3)) == {0, 1, 2}
+    assert np.array_equal(label_3 > 0, label_2 == 1)  # the same random draws: the same blob
+    core, shell = label_3 == 2, label_3 == 1
+    assert not (ndimage.binary_dilation(core) & (label_3 == 0)).any()  # the core never touches background
+    # Only the core is brighter (then the whole volume is z-scored again): outside the core the two images are the
+    # same noisy volume up to an affine map, and the core stands out more above the outer shell.
+    assert image_3[core].mean() - image_3[shell].mean() > image_2[core].mean() - image_2[shell].mean() + 0.3
+    outside = ~core
+    assert np.corrcoef(image_3[outside], image_2[outside])[0, 1] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_synthetic_dataset_labels_fit_the_class_count(tmp_path):
+    root = make_synthetic_la(tmp_path, n_train=2, n_test=1, shape_range=((20, 20, 16), (24, 24, 18)), num_classes=4)
+    ids = (root / "train.list").read_text().split()
+    dataset = LAHeart(root, ids, num_classes=4)
+    assert max(int(label.max()) for _, label in dataset.cases) == 3
+    with pytest.raises(Exception, match="fall outside 0..1"):
+        LAHeart(root, ids)  # the default 2 classes refuses labels 2 and 3
 
 
 def test_padding_follows_the_release_formula_when_a_side_is_not_larger_than_the_patch():

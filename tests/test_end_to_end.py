@@ -8,11 +8,20 @@ import struct
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import torch
 from conftest import REPO, SHARED_LA, SMALL_PATCH
 from tensorboardX.proto import event_pb2
 
+import utils.testing as testing
 import utils.training as training
+from dataloaders.checks import DatasetReport
+from dataloaders.la_heart import DataError, LAHeart
+from dataloaders.synthetic import make_synthetic_la, synthetic_case
+from utils.evaluation import class_metrics, sliding_window_probability
+from utils.testing import load_network
+from utils.visualize import slice_grid
 
 
 def run(script, *args, cwd):
@@ -258,3 +267,203 @@ def test_same_seed_gives_the_same_weights_whatever_the_number_of_workers(synthet
         weights.append(torch.load(tmp_path / exp / "iter_2.pth", weights_only=True))
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+# --- K classes and 2D ----------------------------------------------------------------------------------------------
+
+PER_CLASS_COLUMNS = ["case", "dice", "jaccard", "hd95", "asd", "precision", "recall"] + [
+    f"{m}_{c}" for c in (1, 2) for m in ("dice", "jaccard", "hd95", "asd", "precision", "recall")
+]
+
+
+def test_three_classes_train_then_test_end_to_end(tmp_path):
+    root = make_synthetic_la(
+        tmp_path / "LA3", n_train=5, n_test=2, shape_range=((36, 36, 34), (44, 44, 40)), seed=4, num_classes=3
+    )
+    result = run(
+        "train_uamt_unlabel.py",
+        "--root_path",
+        root,
+        "--patch_size",
+        *SMALL_PATCH,
+        "--num_classes",
+        3,
+        "--batch_size",
+        2,
+        "--labeled_bs",
+        1,
+        "--labelnum",
+        2,
+        "--max_iterations",
+        3,
+        "--device",
+        "cpu",
+        "--num_workers",
+        0,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    run_dir = tmp_path / "model" / "UAMT_unlabel"
+    first = next(line for line in (run_dir / "log.txt").read_text().splitlines() if "iteration 1:" in line)
+    h0 = (0.75 + 0.25 * math.exp(-5)) * math.log(3)  # H(0) = (0.75 + 0.25 r(0)) ln K with K = 3
+    assert f"uncertainty/threshold {h0:.5f}" in first
+
+    result = run(
+        "test_LA.py",
+        "--root_path",
+        root,
+        "--iteration",
+        3,
+        "--patch_size",
+        *SMALL_PATCH,
+        "--stride_xy",
+        12,
+        "--stride_z",
+        8,
+        "--device",
+        "cpu",
+        "--save_nifti",
+        0,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "class 1: dice" in result.stdout and "class 2: dice" in result.stdout
+    out = run_dir / "test_iter_3"
+    with open(out / "metrics.csv") as f:
+        assert next(csv.reader(f)) == PER_CLASS_COLUMNS
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    test_ids = (root / "test.list").read_text().split()
+    assert [r["case"] for r in rows] == [*test_ids, "mean"]
+    for row in rows:  # only an empty prediction of a class may leave its distances and precision undefined
+        for name in PER_CLASS_COLUMNS[1:]:
+            assert math.isfinite(float(row[name])) or name.split("_")[0] in ("hd95", "asd", "precision")
+    for row in rows:  # every class is in every label: the overlap metrics are defined and finite
+        for name in ("dice", "jaccard", "recall", "dice_1", "dice_2", "jaccard_1", "jaccard_2", "recall_1", "recall_2"):
+            assert 0.0 <= float(row[name]) <= 1.0
+    for case in rows[:-1]:  # the plain columns are the mean over the classes where a metric is defined
+        for name in ("dice", "jaccard", "recall"):
+            assert float(case[name]) == pytest.approx(
+                (float(case[f"{name}_1"]) + float(case[f"{name}_2"])) / 2, abs=2e-6
+            )
+    assert json.loads((out / "test.json").read_text())["num_classes"] == 3
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        (["32"], "--patch_size 32: give 3 sides (W H D) for volumes, 2 (W H) for images"),
+        (["32", "32", "32", "32"], "give 3 sides"),
+        (["32", "32"], "is 3D ("),  # the LA cases are volumes: a 2D patch cannot crop them
+    ],
+)
+def test_patch_of_the_wrong_length_is_one_line_and_exit_2(synthetic_root, tmp_path, patch, message):
+    result = run(
+        "train_uamt_unlabel.py",
+        "--root_path",
+        synthetic_root,
+        "--patch_size",
+        *patch,
+        "--max_iterations",
+        1,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().count("\n") == 0 and message in result.stderr
+    assert not (tmp_path / "model").exists()
+
+
+def test_resume_refuses_another_class_count_and_reads_old_states_as_two_classes(tmp_path):
+    args = training.training_parser("", "x", semi_supervised=True).parse_args(["--num_classes", "3"])
+    saved = {k: vars(args)[k] for k in training.RESUME_MUST_MATCH}
+    training.check_resumable({"args": saved}, args, tmp_path / "state.pth")
+    old = {k: v for k, v in saved.items() if k != "num_classes"}  # saved before --num_classes existed
+    with pytest.raises(DataError, match="--num_classes 2"):
+        training.check_resumable({"args": old}, args, tmp_path / "state.pth")
+    args.num_classes = 2
+    training.check_resumable({"args": old}, args, tmp_path / "state.pth")
+
+
+def test_a_2d_item_is_logged_as_one_image():
+    image = torch.arange(12.0).reshape(3, 4)
+    grid = slice_grid(image)
+    assert grid.shape == (3, 3, 4)  # three colour channels of the whole image, no slices
+    assert np.allclose(grid, np.broadcast_to((image / 11).numpy(), (3, 3, 4)))
+    label = torch.tensor([[0, 1], [2, 1]])
+    assert np.allclose(slice_grid(label, False, 2)[0], [[0, 0.5], [1, 0.5]])  # K = 3: divided by K - 1
+
+
+def test_training_and_testing_on_2d_images_with_three_classes(tmp_path, monkeypatch):
+    """The loop on 2D items: a 2D V-Net, 2D MC-dropout uncertainty, H(t) with ln 3, images logged whole; then the
+    test on its checkpoint (2D recognised from the weights) with 2D windows and per-class metrics. The h5 layout
+    holds volumes only, so the 2D cases come from memory in place of the file reader."""
+    rng = np.random.default_rng(0)
+    ids = [f"IMG{i}" for i in range(6)]
+    cases = {i: synthetic_case((48, 40), rng, num_classes=3) for i in ids}
+    train_ids, test_ids = ids[:4], ids[4:]
+
+    def report(root, splits, patch_size=None, full=False, num_classes=2):
+        return DatasetReport({"train": train_ids, "test": test_ids}, {i: cases[i][0].shape for i in ids})
+
+    class Images2D(LAHeart):
+        def __init__(self, root, ids, transform=None, num_classes=2):
+            self.root, self.ids, self.transform = root, list(ids), transform
+            self.cases = [cases[i] for i in ids]
+
+    seen = []
+    real = training.uncertainty_aware_consistency
+
+    def spy(student_logits, teacher, inputs, threshold, *args):
+        seen.append((tuple(student_logits.shape), tuple(inputs.shape), threshold))
+        return real(student_logits, teacher, inputs, threshold, *args)
+
+    monkeypatch.setattr(training, "check_dataset", report)
+    monkeypatch.setattr(training, "LAHeart", Images2D)
+    monkeypatch.setattr(training, "uncertainty_aware_consistency", spy)
+    monkeypatch.setattr(training, "IMAGE_EVERY", 1)
+    parser = training.training_parser("", "img", semi_supervised=True)
+    args = parser.parse_args(
+        [
+            "--patch_size",
+            "32",
+            "32",
+            "--num_classes",
+            "3",
+            "--labelnum",
+            "2",
+            "--num_workers",
+            "0",
+            "--device",
+            "cpu",
+            "--max_iterations",
+            "2",
+            "--model_dir",
+            str(tmp_path),
+        ]
+    )
+    run_dir = training.train(args, "unlabeled")
+    h0 = (0.75 + 0.25 * math.exp(-5)) * math.log(3)
+    assert seen[0] == ((2, 3, 32, 32), (2, 1, 32, 32), pytest.approx(h0))
+    assert {"train/Image", "train/Predicted_label", "train/uncertainty", "unlabel/Image"} <= event_tags(run_dir / "log")
+    net, num_classes = load_network(run_dir / "iter_2.pth", "cpu")
+    assert (net.dimensions, num_classes) == (2, 3)
+
+    monkeypatch.setattr(testing, "check_dataset", report)
+    monkeypatch.setattr(testing, "read_case", lambda path, num_classes: cases[path.parent.name])
+    base = ["--model_dir", str(tmp_path), "--model", "img", "--iteration", "2", "--device", "cpu", "--save_nifti", "0"]
+    with pytest.raises(DataError, match="a 2D V-Net, but --patch_size has 3 sides"):
+        testing.evaluate(testing.testing_parser().parse_args(base))  # the 3D default patch
+    means = testing.evaluate(
+        testing.testing_parser().parse_args([*base, "--patch_size", "32", "32", "--stride_xy", "8"])
+    )
+    rows = list(csv.DictReader(open(run_dir / "test_iter_2" / "metrics.csv")))
+    assert list(rows[0]) == PER_CLASS_COLUMNS and [r["case"] for r in rows] == [*test_ids, "mean"]
+    assert 0.0 <= means["dice"] <= 1.0
+    # Against the pieces by hand: the 2D window average, argmax, per-class medpy metrics of the first case.
+    image, label = cases[test_ids[0]]
+    probability = sliding_window_probability(net, image, (32, 32), 8, 4, 3)
+    expected = class_metrics(probability.argmax(0).numpy().astype(np.uint8), label, 3)
+    assert float(rows[0]["dice_2"]) == pytest.approx(expected["dice_2"], abs=1e-6)
+    assert float(rows[0]["dice"]) == pytest.approx(expected["dice"], abs=1e-6)
+    # The whole-image pass needs no patch: the 3D default is fine.
+    testing.evaluate(testing.testing_parser().parse_args([*base, "--whole_volume", "1"]))
+    assert len(list(csv.DictReader(open(run_dir / "test_iter_2_whole" / "metrics.csv")))) == len(test_ids) + 1

@@ -3,13 +3,17 @@ import math
 import numpy as np
 import pytest
 import torch
+from medpy.metric import binary
 from scipy import ndimage
 from scipy.spatial import cKDTree
 from torch import nn
 
 from networks.vnet import VNet
 from utils.evaluation import (
+    METRICS,
     case_metrics,
+    class_metrics,
+    metric_columns,
     sliding_window_probability,
     summarize,
     whole_volume_probability,
@@ -23,7 +27,7 @@ class ConstantNet(nn.Module):
         self.logits = torch.tensor(logits)
 
     def forward(self, x):
-        return self.logits.reshape(1, -1, 1, 1, 1).expand(x.shape[0], -1, *x.shape[2:])
+        return self.logits.reshape(1, -1, *[1] * (x.dim() - 2)).expand(x.shape[0], -1, *x.shape[2:])
 
 
 def test_window_starts_end_at_the_edge():
@@ -75,6 +79,69 @@ def test_sliding_window_matches_the_windowwise_reference(shape, windows_per_batc
     ours = sliding_window_probability(net, image, (32, 32, 16), 9, 6, 2, windows_per_batch=windows_per_batch)
     theirs = reference_sliding_window(net, image, (32, 32, 16), 9, 6, 2)
     np.testing.assert_allclose(ours.numpy(), theirs, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(50, 41), (20, 70), (32, 32)])
+def test_constant_network_gives_its_constant_on_every_pixel_of_a_2d_image(shape):
+    logits = [0.3, 1.2, -0.5]
+    image = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    probability = sliding_window_probability(ConstantNet(logits), image, (32, 16), 7, 99, num_classes=3)
+    assert probability.shape == (3, *shape)
+    expected = torch.softmax(torch.tensor(logits), 0).reshape(3, 1, 1)
+    assert torch.allclose(probability, expected.expand_as(probability), atol=1e-6)
+
+
+def reference_sliding_window_2d(net, image, patch, stride, num_classes):
+    """The same slow loop in the plane: every (x, y) window, the last clamped to the edge, numpy accumulation."""
+    w, h = image.shape
+    pad = [max(p - s, 0) for s, p in zip(image.shape, patch)]
+    image = np.pad(image, [(p // 2, p - p // 2) for p in pad])
+    ww, hh = image.shape
+    score = np.zeros((num_classes, ww, hh))
+    count = np.zeros((ww, hh))
+    for x in range(math.ceil((ww - patch[0]) / stride) + 1):
+        xs = min(stride * x, ww - patch[0])
+        for y in range(math.ceil((hh - patch[1]) / stride) + 1):
+            ys = min(stride * y, hh - patch[1])
+            window = image[xs : xs + patch[0], ys : ys + patch[1]]
+            with torch.no_grad():
+                y_ = torch.softmax(net(torch.from_numpy(window[None, None].copy())), 1)[0].numpy()
+            score[:, xs : xs + patch[0], ys : ys + patch[1]] += y_
+            count[xs : xs + patch[0], ys : ys + patch[1]] += 1
+    score /= count
+    return score[:, pad[0] // 2 : pad[0] // 2 + w, pad[1] // 2 : pad[1] // 2 + h]
+
+
+@pytest.mark.parametrize("shape", [(71, 50), (24, 40)])  # the second is padded on the first side
+@pytest.mark.parametrize("windows_per_batch", [1, 4])
+def test_2d_sliding_window_matches_the_windowwise_reference(shape, windows_per_batch):
+    torch.manual_seed(0)
+    net = VNet(n_classes=3, n_filters=4, has_dropout=False, dimensions=2).eval()
+    image = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    ours = sliding_window_probability(net, image, (32, 32), 9, 6, 3, windows_per_batch=windows_per_batch)
+    theirs = reference_sliding_window_2d(net, image, (32, 32), 9, 3)
+    assert ours.shape == (3, *shape)
+    np.testing.assert_allclose(ours.numpy(), theirs, atol=1e-5)
+
+
+def test_sliding_window_refuses_a_patch_of_another_dimensionality():
+    with pytest.raises(ValueError, match="one per axis"):
+        sliding_window_probability(ConstantNet([0.0, 1.0]), np.zeros((40, 40), np.float32), (32, 32, 16), 8, 4, 2)
+
+
+@pytest.mark.parametrize("shape", [(50, 41), (32, 48)])
+def test_2d_whole_image_pass_is_the_network_on_the_zero_padded_image(shape):
+    torch.manual_seed(0)
+    image = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    net = VNet(n_classes=3, n_filters=4, has_dropout=False, dimensions=2).eval()
+    probability = whole_volume_probability(net, image)
+    pads = [(-s % 16) // 2 for s in shape]
+    padded = np.zeros([s + (-s % 16) for s in shape], np.float32)
+    padded[tuple(slice(p, p + s) for p, s in zip(pads, shape))] = image
+    with torch.no_grad():
+        full = torch.softmax(net(torch.from_numpy(padded)[None, None]), 1)[0]
+    assert probability.shape == (3, *shape)
+    assert torch.allclose(probability, full[(slice(None), *(slice(p, p + s) for p, s in zip(pads, shape)))], atol=1e-5)
 
 
 # --- metrics against their definitions ---------------------------------------------------------------------------
@@ -138,3 +205,73 @@ def test_whole_volume_pass_is_the_network_on_the_zero_padded_volume(shape):
     with torch.no_grad():
         full = torch.softmax(net(torch.from_numpy(padded)[None, None]), 1)[0]
     assert torch.allclose(probability, full[(slice(None), *(slice(p, p + s) for p, s in zip(pads, shape)))], atol=1e-5)
+
+
+# --- per-class metrics for K classes, against medpy directly --------------------------------------------------------
+
+
+def _label_map(rng, shape, num_classes):
+    """Smooth noise cut into K-1 nested foreground classes: class c where the field exceeds threshold c."""
+    field = ndimage.gaussian_filter(rng.standard_normal(shape), 2.0)
+    field /= np.abs(field).max()
+    thresholds = np.linspace(0.05, 0.4, num_classes - 1)
+    return np.sum([field > t for t in thresholds], axis=0).astype(np.uint8)
+
+
+def _medpy(prediction, truth):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return {
+            "dice": binary.dc(prediction, truth),
+            "jaccard": binary.jc(prediction, truth),
+            "precision": binary.precision(prediction, truth),
+            "recall": binary.recall(prediction, truth),
+            "hd95": binary.hd95(prediction, truth),
+            "asd": binary.asd(prediction, truth),
+        }
+
+
+@pytest.mark.parametrize("shape", [(48, 40), (30, 28, 20)])
+@pytest.mark.parametrize("seed", range(2))
+def test_three_class_metrics_are_medpys_per_class_and_their_mean(shape, seed):
+    rng = np.random.default_rng(seed)
+    prediction, truth = _label_map(rng, shape, 3), _label_map(rng, shape, 3)
+    for labels in (prediction, truth):
+        assert set(np.unique(labels)) == {0, 1, 2}  # every class present: every metric defined
+    m = class_metrics(prediction, truth, 3)
+    assert set(m) == set(metric_columns(3))
+    per_class = {c: _medpy(prediction == c, truth == c) for c in (1, 2)}
+    for name in METRICS:
+        for c in (1, 2):
+            assert m[f"{name}_{c}"] == pytest.approx(per_class[c][name])
+        assert m[name] == pytest.approx((per_class[1][name] + per_class[2][name]) / 2)
+
+
+def test_mean_over_classes_leaves_out_a_class_where_a_metric_is_undefined():
+    rng = np.random.default_rng(5)
+    truth = _label_map(rng, (30, 28, 20), 3)
+    prediction = np.where(truth == 2, 1, truth).astype(np.uint8)  # class 2 never predicted
+    m = class_metrics(prediction, truth, 3)
+    class_1 = _medpy(prediction == 1, truth == 1)
+    assert m["dice_2"] == 0.0 and m["recall_2"] == 0.0  # an empty prediction scores 0 (case_metrics' rule)
+    assert math.isnan(m["hd95_2"]) and math.isnan(m["asd_2"]) and math.isnan(m["precision_2"])
+    assert m["dice"] == pytest.approx(class_1["dice"] / 2)  # defined for both classes: averaged with the 0
+    for name in ("hd95", "asd", "precision"):  # undefined for class 2: the mean is class 1's alone
+        assert m[name] == pytest.approx(class_1[name])
+    all_missing = class_metrics(np.zeros_like(truth), truth, 3)
+    assert math.isnan(all_missing["hd95"]) and all_missing["dice"] == 0.0
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_two_classes_give_exactly_the_binary_metrics_under_the_papers_columns(seed):
+    rng = np.random.default_rng(seed)
+    prediction, truth = _blob_mask(rng).astype(np.uint8), _blob_mask(rng).astype(np.uint8)
+    assert metric_columns(2) == ("case", "dice", "jaccard", "hd95", "asd", "precision", "recall")[1:]
+    m = class_metrics(prediction, truth, 2)
+    binary_metrics = case_metrics(prediction == 1, truth == 1)
+    assert {k: m[k] for k in METRICS} == binary_metrics  # bit for bit: a mean of one value is that value
+    empty = class_metrics(np.zeros_like(truth), truth, 2)
+    assert math.isnan(empty["hd95"]) and empty["dice"] == 0.0
+
+
+def test_k_class_columns_are_the_means_then_each_class():
+    assert metric_columns(3) == (*METRICS, *(f"{m}_1" for m in METRICS), *(f"{m}_2" for m in METRICS))

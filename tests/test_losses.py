@@ -5,6 +5,7 @@ import torch
 
 from utils.losses import (
     DICE_SMOOTH,
+    foreground_dice_loss,
     masked_consistency,
     predictive_entropy,
     soft_dice_loss,
@@ -38,6 +39,25 @@ def test_supervised_loss_is_half_cross_entropy_plus_half_dice():
     assert loss.item() == pytest.approx(0.5 * (ce + dice))
 
 
+def test_three_classes_average_the_soft_dice_of_classes_1_and_2():
+    # Three voxels with softmax rows p = (0.5, 0.25, 0.25), (0.25, 0.5, 0.25), (0.25, 0.25, 0.5); labels 0, 1, 2.
+    probabilities = torch.tensor([[0.5, 0.25, 0.25], [0.25, 0.5, 0.25], [0.25, 0.25, 0.5]])
+    logits = torch.log(probabilities).T.reshape(1, 3, 1, 1, 3)
+    labels = torch.tensor([0, 1, 2]).reshape(1, 1, 1, 3)
+    # Class 1: p = (0.25, 0.5, 0.25), g = (0, 1, 0); class 2: p = (0.25, 0.25, 0.5), g = (0, 0, 1): the same sums.
+    dice_c = 1 - (2 * 0.5 + DICE_SMOOTH) / (0.0625 + 0.25 + 0.0625 + 1 + DICE_SMOOTH)
+    assert foreground_dice_loss(logits, labels).item() == pytest.approx(dice_c)
+    # Class 2 absent from the label: its term is 1 - s / (sum p^2 + s), averaged with class 1's.
+    labels_01 = torch.tensor([0, 1, 1]).reshape(1, 1, 1, 3)
+    dice_1 = 1 - (2 * 0.75 + DICE_SMOOTH) / (0.0625 + 0.25 + 0.0625 + 2 + DICE_SMOOTH)
+    dice_2 = 1 - DICE_SMOOTH / (0.0625 + 0.0625 + 0.25 + DICE_SMOOTH)
+    assert foreground_dice_loss(logits, labels_01).item() == pytest.approx((dice_1 + dice_2) / 2)
+    ce = -(math.log(0.5) + math.log(0.5) + math.log(0.25)) / 3
+    loss, parts = supervised_loss(logits, labels_01)
+    assert parts["loss_seg"].item() == pytest.approx(ce)
+    assert loss.item() == pytest.approx(0.5 * (ce + (dice_1 + dice_2) / 2))
+
+
 def test_softmax_squared_error():
     student = torch.tensor([0.0, 0.0]).reshape(1, 2, 1, 1, 1)  # p = (0.5, 0.5)
     teacher = torch.tensor([0.0, math.log(3)]).reshape(1, 2, 1, 1, 1)  # p = (0.25, 0.75)
@@ -49,6 +69,13 @@ def test_masked_consistency_averages_over_kept_voxels_and_classes():
     mask = torch.tensor([1.0, 0.0, 1.0]).reshape(1, 1, 1, 1, 3)
     assert masked_consistency(error, mask).item() == pytest.approx((1 + 3 + 4 + 6) / (2 * 2))
     assert masked_consistency(error, torch.zeros_like(mask)).item() == 0.0
+
+
+def test_masked_consistency_divides_by_three_classes_times_kept_voxels():
+    error = torch.arange(1.0, 13.0).reshape(1, 3, 2, 2)  # K = 3 classes, a 2x2 image; class c holds 4c+1..4c+4
+    mask = torch.tensor([[1.0, 0.0], [0.0, 1.0]]).reshape(1, 1, 2, 2)
+    kept = (1 + 4) + (5 + 8) + (9 + 12)  # the kept pixels (0, 0) and (1, 1) of every class
+    assert masked_consistency(error, mask).item() == pytest.approx(kept / (3 * 2))
 
 
 def test_predictive_entropy():

@@ -54,23 +54,33 @@ class TableTeacher(nn.Module):
         self.table, self.calls = table, 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p1 = self.table[self.calls][: x.shape[0]].reshape(-1, 1, 1, 1, 1).expand(-1, 1, *x.shape[2:])
+        p1 = self.table[self.calls][: x.shape[0]].reshape(-1, *[1] * (x.dim() - 1)).expand(-1, 1, *x.shape[2:])
         self.calls += 1
         return torch.log(torch.cat([1 - p1, p1], dim=1))
 
 
+@pytest.mark.parametrize("spatial", [(2, 2, 2), (3, 2)])  # volumes and 2D images
 @pytest.mark.parametrize("passes_per_forward", [1, 2, 4])
-def test_mc_uncertainty_is_entropy_of_the_mean_over_all_passes(passes_per_forward):
+def test_mc_uncertainty_is_entropy_of_the_mean_over_all_passes(passes_per_forward, spatial):
     torch.manual_seed(1)
     items, passes = 3, 8
     table = torch.rand(passes // passes_per_forward, items * passes_per_forward) * 0.98 + 0.01
-    u = mc_dropout_uncertainty(TableTeacher(table), torch.zeros(items, 1, 2, 2, 2), passes, passes_per_forward)
-    assert u.shape == (items, 1, 2, 2, 2)
+    u = mc_dropout_uncertainty(TableTeacher(table), torch.zeros(items, 1, *spatial), passes, passes_per_forward)
+    assert u.shape == (items, 1, *spatial)
     for i in range(items):
         samples = [table[k, j * items + i].item() for k in range(table.shape[0]) for j in range(passes_per_forward)]
         p = sum(samples) / passes
         expected = -(p * math.log(p + 1e-6) + (1 - p) * math.log(1 - p + 1e-6))
         assert torch.allclose(u[i], torch.tensor(expected), atol=1e-5)
+
+
+def test_mc_uncertainty_of_a_2d_network_on_images():
+    """A real 2D V-Net with dropout: U is per pixel, in [0, ln K], and the passes differ (dropout is on)."""
+    torch.manual_seed(0)
+    teacher = VNet(n_classes=3, dimensions=2).train()
+    u = mc_dropout_uncertainty(teacher, torch.randn(2, 1, 32, 32), passes=4, passes_per_forward=2)
+    assert u.shape == (2, 1, 32, 32)
+    assert torch.all(u >= 0) and torch.all(u <= math.log(3) + 1e-5) and u.std() > 0
 
 
 def test_mc_passes_must_divide_evenly():

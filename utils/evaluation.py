@@ -1,7 +1,9 @@
-"""Sliding-window inference and the paper's per-case metrics (medpy, as UA-MT computed them)."""
+"""Sliding-window inference (2D images and 3D volumes) and the paper's per-case metrics (medpy, as UA-MT computed
+them), per foreground class for K classes."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -31,18 +33,22 @@ def sliding_window_probability(
     device: torch.device | str = "cpu",
     windows_per_batch: int = 4,
 ) -> torch.Tensor:
-    """Softmax averaged uniformly over every window covering a voxel, shape (C, W, H, D), on `device`.
+    """Softmax averaged uniformly over every window covering a voxel, shape (C, W, H, D) or (C, W, H), on `device`.
 
-    A volume smaller than the patch is zero-padded (left: half the padding, right: the rest) and the padding cut
-    off again. Windows are independent in eval mode, so batching them changes nothing but speed.
+    `image` is a (W, H, D) volume with strides (stride_xy, stride_xy, stride_z), or a (W, H) image with strides
+    (stride_xy, stride_xy) (stride_z unused). An image smaller than the patch is zero-padded (left: half the
+    padding, right: the rest) and the padding cut off again. Windows are independent in eval mode, so batching
+    them changes nothing but speed.
     """
     shape = image.shape
+    if len(shape) not in (2, 3) or len(patch_size) != len(shape):
+        raise ValueError(f"a {len(shape)}D image {shape} needs a patch of 2 or 3 sides, one per axis; got {patch_size}")
     pads = [max(p - s, 0) for s, p in zip(shape, patch_size)]
     padded = np.pad(image, [(p // 2, p - p // 2) for p in pads], mode="constant")
     volume = torch.from_numpy(np.ascontiguousarray(padded, dtype=np.float32)).to(device)
-    strides = (stride_xy, stride_xy, stride_z)
+    strides = (stride_xy, stride_xy, stride_z)[: len(shape)]
     starts = [window_starts(s, p, st) for s, p, st in zip(volume.shape, patch_size, strides)]
-    corners = [(x, y, z) for x in starts[0] for y in starts[1] for z in starts[2]]
+    corners = list(itertools.product(*starts))  # x outermost, the last axis innermost
 
     score = torch.zeros((num_classes, *volume.shape), device=device)
     count = torch.zeros(volume.shape, device=device)
@@ -63,9 +69,10 @@ def sliding_window_probability(
 def whole_volume_probability(
     net: nn.Module, image: np.ndarray, device: torch.device | str = "cpu", multiple: int = 16
 ) -> torch.Tensor:
-    """Softmax of one pass over the whole volume, zero-padded to sides that are multiples of `multiple` (as the
-    network needs) and cut back, shape (C, W, H, D). The network is fully convolutional, so this is the
-    sliding window without its overlaps: far less work, with more context per voxel than a window gives."""
+    """Softmax of one pass over the whole volume (or 2D image), zero-padded to sides that are multiples of
+    `multiple` (as the network needs) and cut back, shape (C, *image.shape). The network is fully convolutional,
+    so this is the sliding window without its overlaps: far less work, with more context per voxel than a window
+    gives."""
     pads = [-s % multiple for s in image.shape]
     padded = np.pad(image, [(p // 2, p - p // 2) for p in pads], mode="constant")
     volume = torch.from_numpy(np.ascontiguousarray(padded, dtype=np.float32)).to(device)
@@ -94,10 +101,35 @@ def case_metrics(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     return {name: float(result[name]) for name in METRICS}
 
 
-def summarize(rows: list[dict[str, float]]) -> tuple[dict[str, float], dict[str, int]]:
+def metric_columns(num_classes: int) -> tuple[str, ...]:
+    """The metrics.csv columns after 'case': for K = 2 the paper's six; for K > 2 the six means over the foreground
+    classes under the plain names, then `<metric>_<c>` for each foreground class c."""
+    if num_classes == 2:
+        return METRICS
+    return METRICS + tuple(f"{name}_{c}" for c in range(1, num_classes) for name in METRICS)
+
+
+def class_metrics(prediction: np.ndarray, truth: np.ndarray, num_classes: int) -> dict[str, float]:
+    """`case_metrics` of each foreground class c (prediction == c against truth == c) as `<metric>_<c>`, and under
+    the plain names the mean over the foreground classes where the metric is defined (NaN where it is for none).
+    For K = 2 the plain names hold exactly the binary metrics of class 1."""
+    per_class = {c: case_metrics(prediction == c, truth == c) for c in range(1, num_classes)}
+    result = {}
+    for name in METRICS:
+        values = np.array([per_class[c][name] for c in per_class])
+        finite = values[np.isfinite(values)]
+        result[name] = float(finite.mean()) if finite.size else math.nan
+    for c, values in per_class.items():
+        result |= {f"{name}_{c}": value for name, value in values.items()}
+    return result
+
+
+def summarize(
+    rows: list[dict[str, float]], columns: Sequence[str] = METRICS
+) -> tuple[dict[str, float], dict[str, int]]:
     """Mean of each metric over the cases where it is defined, and how many cases left it undefined."""
     means, undefined = {}, {}
-    for name in METRICS:
+    for name in columns:
         values = np.array([row[name] for row in rows], dtype=float)
         finite = values[np.isfinite(values)]
         means[name] = float(finite.mean()) if finite.size else math.nan

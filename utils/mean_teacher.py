@@ -41,11 +41,11 @@ def mc_dropout_uncertainty(
     """U: entropy of the mean softmax over `passes` stochastic teacher passes (dropout on, fresh noise each).
 
     The passes run `passes_per_forward` at a time, stacked along the batch; the UA-MT release runs two at a time,
-    which also fixes the batch that BatchNorm normalises over (2 x items).
+    which also fixes the batch that BatchNorm normalises over (2 x items). `inputs`: (B, C, *spatial), 2D or 3D.
     """
     if passes % passes_per_forward:
         raise ValueError(f"mc passes ({passes}) must be a multiple of passes per forward ({passes_per_forward})")
-    repeated = inputs.repeat(passes_per_forward, 1, 1, 1, 1)
+    repeated = inputs.repeat(passes_per_forward, *[1] * (inputs.dim() - 1))
     probability_sum = None
     for _ in range(passes // passes_per_forward):
         probability = torch.softmax(teacher(add_teacher_noise(repeated)), dim=1)

@@ -6,6 +6,7 @@ import argparse
 import csv
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import nibabel as nib
@@ -18,8 +19,15 @@ from dataloaders.la_heart import DataError, case_path, read_case
 from networks.vnet import VNet
 from utils.checkpoint import load_checkpoint
 from utils.cpu_memory import reuse_freed_memory
-from utils.evaluation import METRICS, case_metrics, sliding_window_probability, summarize, whole_volume_probability
-from utils.training import default_device, machine_description, run_guarded
+from utils.evaluation import (
+    METRICS,
+    class_metrics,
+    metric_columns,
+    sliding_window_probability,
+    summarize,
+    whole_volume_probability,
+)
+from utils.training import check_dimensions, default_device, machine_description, run_guarded
 
 
 def testing_parser() -> argparse.ArgumentParser:
@@ -31,9 +39,16 @@ def testing_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="UAMT_unlabel", help="run name (--exp of training)")
     p.add_argument("--model_dir", default="model", help="folder of runs")
     p.add_argument("--iteration", type=int, default=6000, help="evaluate <model_dir>/<model>/iter_<N>.pth")
-    p.add_argument("--patch_size", type=int, nargs=3, default=[112, 112, 80], metavar=("W", "H", "D"))
+    p.add_argument(
+        "--patch_size",
+        type=int,
+        nargs="+",
+        default=[112, 112, 80],
+        metavar="SIDE",
+        help="window W H D for a 3D checkpoint, W H for a 2D one",
+    )
     p.add_argument("--stride_xy", type=int, default=18)
-    p.add_argument("--stride_z", type=int, default=4)
+    p.add_argument("--stride_z", type=int, default=4, help="(3D only)")
     p.add_argument("--split", default="test", help="which <split>.list to evaluate")
     p.add_argument("--windows_per_batch", type=int, default=4, help="sliding windows per forward pass")
     p.add_argument(
@@ -55,12 +70,17 @@ def testing_parser() -> argparse.ArgumentParser:
 
 
 def load_network(path: Path, device: torch.device | str) -> tuple[VNet, int]:
-    """The test-time V-Net (no dropout) with the checkpoint's weights, and its number of classes."""
+    """The test-time V-Net (no dropout) with the checkpoint's weights, and its number of classes; `net.dimensions`
+    is 3 or 2 as the checkpoint's."""
     state = load_checkpoint(path)
     if not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise DataError(f"{path}: not a state_dict of tensors; pass an iter_<N>.pth written by the training scripts")
-    num_classes = state["out_conv.weight"].shape[0] if "out_conv.weight" in state else 2
-    net = VNet(n_classes=num_classes, has_dropout=False)
+    out_conv = state.get("out_conv.weight")
+    num_classes = out_conv.shape[0] if out_conv is not None else 2
+    # The 1x1(x1) output conv's weight is (K, C, 1, 1, 1) in 3D, (K, C, 1, 1) in 2D; anything else is reported
+    # below as a mis-shaped key of the 3D network.
+    dimensions = 2 if out_conv is not None and out_conv.ndim == 4 else 3
+    net = VNet(n_classes=num_classes, has_dropout=False, dimensions=dimensions)
     expected = net.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -74,13 +94,15 @@ def load_network(path: Path, device: torch.device | str) -> tuple[VNet, int]:
     return net.to(device).eval(), num_classes
 
 
-def write_csv(path: Path, ids: list[str], rows: list[dict[str, float]], means: dict[str, float]) -> None:
+def write_csv(
+    path: Path, ids: list[str], rows: list[dict[str, float]], means: dict[str, float], columns: Sequence[str] = METRICS
+) -> None:
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["case", *METRICS])
+        writer.writerow(["case", *columns])
         for case_id, row in zip(ids, rows):
-            writer.writerow([case_id, *(f"{row[m]:.6f}" for m in METRICS)])
-        writer.writerow(["mean", *(f"{means[m]:.6f}" for m in METRICS)])
+            writer.writerow([case_id, *(f"{row[m]:.6f}" for m in columns)])
+        writer.writerow(["mean", *(f"{means[m]:.6f}" for m in columns)])
 
 
 def evaluate(args: argparse.Namespace) -> dict[str, float]:
@@ -89,10 +111,20 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
     run = Path(args.model_dir) / args.model
     if torch.device(args.device).type == "cpu":
         reuse_freed_memory()
-    net, num_classes = load_network(run / f"iter_{args.iteration}.pth", args.device)
+    checkpoint = run / f"iter_{args.iteration}.pth"
+    net, num_classes = load_network(checkpoint, args.device)
+    patch_fits = len(args.patch_size) == net.dimensions
+    if not patch_fits and not args.whole_volume:  # the whole-volume pass uses no patch
+        raise DataError(
+            f"{checkpoint}: a {net.dimensions}D V-Net, but --patch_size has {len(args.patch_size)} sides; "
+            f"give {net.dimensions}"
+        )
     # Every case is checked before anything is written, so a bad file cannot stop the run half-way.
-    report = check_dataset(args.root_path, (args.split,), args.patch_size, args.check_data == "full", num_classes)
+    patch = args.patch_size if patch_fits else None
+    report = check_dataset(args.root_path, (args.split,), patch, args.check_data == "full", num_classes)
+    check_dimensions(report.shapes, net.dimensions, f"{checkpoint} is a {net.dimensions}D V-Net")
     ids = report.ids[args.split]
+    columns = metric_columns(num_classes)
     out = run / (f"{args.split}_iter_{args.iteration}" + ("_whole" if args.whole_volume else ""))
     out.mkdir(parents=True, exist_ok=True)
 
@@ -107,20 +139,23 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
                 args.windows_per_batch,
             )  # fmt: skip
         prediction = probability.argmax(0).cpu().numpy().astype(np.uint8)
-        rows.append(case_metrics(prediction == 1, label == 1))
+        rows.append(class_metrics(prediction, label, num_classes))
         tqdm.write(f"{case_id}: " + ", ".join(f"{m} {rows[-1][m]:.4f}" for m in METRICS))
         if args.save_nifti:
             for suffix, volume in (("pred", prediction), ("img", image), ("gt", label)):
                 nib.save(nib.Nifti1Image(volume, np.eye(4)), out / f"{case_id}_{suffix}.nii.gz")
 
-    means, undefined = summarize(rows)
-    write_csv(out / "metrics.csv", ids, rows, means)
+    means, undefined = summarize(rows, columns)
+    write_csv(out / "metrics.csv", ids, rows, means, columns)
     wall_s = time.perf_counter() - started
     settings = {k: vars(args)[k] for k in ("iteration", "split", "patch_size", "stride_xy", "stride_z", "whole_volume")}
-    info = settings | {"cases": len(ids), "wall_s": round(wall_s, 1), "post_processing": "none"}
+    info = settings | {"num_classes": num_classes, "cases": len(ids), "wall_s": round(wall_s, 1)}
+    info["post_processing"] = "none"
     info["machine"] = machine_description(torch.device(args.device))
     (out / "test.json").write_text(json.dumps(info, indent=1) + "\n")
     print("mean: " + ", ".join(f"{m} {means[m]:.4f}" for m in METRICS))
+    for c in range(1, num_classes) if num_classes > 2 else ():
+        print(f"class {c}: " + ", ".join(f"{m} {means[f'{m}_{c}']:.4f}" for m in METRICS))
     for name, count in undefined.items():
         if count:
             print(

@@ -43,10 +43,11 @@ from utils.visualize import slice_grid
 ConsistencyOn = Literal["none", "all", "unlabeled"]
 T = TypeVar("T")
 
-NUM_CLASSES = 2
 IMAGE_EVERY = 50
 STATE_FILE = "state_latest.pth"  # the full training state, for --resume
-RESUME_MUST_MATCH = ("root_path", "labelnum", "batch_size", "labeled_bs", "patch_size", "seed")
+RESUME_MUST_MATCH = ("root_path", "labelnum", "batch_size", "labeled_bs", "patch_size", "seed", "num_classes")
+# Flags added after states were first saved: an older state ran with these values.
+RESUME_DEFAULTS = {"num_classes": 2}
 
 
 def default_device() -> str:
@@ -54,7 +55,7 @@ def default_device() -> str:
 
 
 def training_parser(description: str, exp: str, semi_supervised: bool) -> argparse.ArgumentParser:
-    """The flags of the UA-MT release, plus --labelnum, --patch_size, --device, --num_workers."""
+    """The flags of the UA-MT release, plus --labelnum, --patch_size, --num_classes, --device, --num_workers."""
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--root_path", default="data/LA", help="folder with train.list, test.list and the case folders")
     p.add_argument("--exp", default=exp, help="run name: writes to <model_dir>/<exp>/")
@@ -68,7 +69,15 @@ def training_parser(description: str, exp: str, semi_supervised: bool) -> argpar
     p.add_argument("--lr_step", type=int, default=2500, help="lr x 0.1 every this many iterations")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--deterministic", type=int, default=1, help="1: seeded, cudnn deterministic; 0: cudnn.benchmark")
-    p.add_argument("--patch_size", type=int, nargs=3, default=[112, 112, 80], metavar=("W", "H", "D"))
+    p.add_argument(
+        "--patch_size",
+        type=int,
+        nargs="+",
+        default=[112, 112, 80],
+        metavar="SIDE",
+        help="W H D for volumes (a 3D V-Net), W H for 2D images (a 2D V-Net); multiples of 16",
+    )
+    p.add_argument("--num_classes", type=int, default=2, help="K: classes of the label maps, background included")
     p.add_argument("--save_every", type=int, default=1000, help="checkpoint every N iterations (and at the end)")
     p.add_argument("--device", default=default_device(), help="cuda, cuda:1, cpu, ...")
     p.add_argument("--num_workers", type=int, default=2, help="data loader processes (0: load in the main one)")
@@ -99,6 +108,10 @@ def training_parser(description: str, exp: str, semi_supervised: bool) -> argpar
 
 def check_args(args: argparse.Namespace, semi: bool) -> None:
     """Refuse flag combinations that cannot train, before anything is read or written."""
+    if len(args.patch_size) not in (2, 3):
+        raise DataError(
+            f"--patch_size {' '.join(map(str, args.patch_size))}: give 3 sides (W H D) for volumes, 2 (W H) for images"
+        )
     if any(s % SIDE_MULTIPLE or s <= 0 for s in args.patch_size):
         raise DataError(f"--patch_size {args.patch_size}: every side must be a positive multiple of {SIDE_MULTIPLE}")
     if semi and not 0 < args.labeled_bs < args.batch_size:
@@ -110,6 +123,16 @@ def check_args(args: argparse.Namespace, semi: bool) -> None:
         raise DataError(
             f"--mc_passes_per_forward {args.mc_passes_per_forward} must divide --mc_passes {args.mc_passes}"
         )
+    if args.num_classes < 2:
+        raise DataError(f"--num_classes {args.num_classes}: a segmentation needs at least 2 classes (background + 1)")
+
+
+def check_dimensions(shapes: dict[str, tuple[int, ...]], dimensions: int, reason: str) -> None:
+    """Every case must have `dimensions` axes (a 2D network cannot segment volumes, nor a 3D one images);
+    `reason` says where the expected dimensionality comes from and ends the message."""
+    for case_id, shape in shapes.items():
+        if len(shape) != dimensions:
+            raise DataError(f"case {case_id} is {len(shape)}D {shape}, but {reason}")
 
 
 def check_split(args: argparse.Namespace, train_ids: list[str], semi: bool) -> None:
@@ -166,20 +189,21 @@ def setup_logging(snapshot: Path) -> logging.Logger:
     return logger
 
 
-def log_images(writer: SummaryWriter, iteration: int, images, labels, logits, consistency) -> None:
-    """Slices of the first (labelled) item, its uncertainty and mask, and of the last (unlabelled) item."""
+def log_images(writer: SummaryWriter, iteration: int, images, labels, logits, consistency, num_classes: int) -> None:
+    """Slices of the first (labelled) item, its uncertainty and mask, and of the last (unlabelled) item; 2D items
+    whole. Label maps are divided by K - 1, so the last class is white."""
     prediction = logits.argmax(1)
     grids = {
         "train/Image": slice_grid(images[0, 0]),
-        "train/Groundtruth_label": slice_grid(labels[0], False, NUM_CLASSES - 1),
-        "train/Predicted_label": slice_grid(prediction[0], False, NUM_CLASSES - 1),
+        "train/Groundtruth_label": slice_grid(labels[0], False, num_classes - 1),
+        "train/Predicted_label": slice_grid(prediction[0], False, num_classes - 1),
     }
     if consistency is not None:
         grids |= {
             "train/uncertainty": slice_grid(consistency.uncertainty[0, 0]),
             "train/mask": slice_grid(1.0 - consistency.mask[0, 0], False, 1.0),  # white: filtered out
             "unlabel/Image": slice_grid(images[-1, 0]),
-            "unlabel/Predicted_label": slice_grid(prediction[-1], False, NUM_CLASSES - 1),
+            "unlabel/Predicted_label": slice_grid(prediction[-1], False, num_classes - 1),
         }
     for name, grid in grids.items():
         writer.add_image(name, grid, iteration)
@@ -247,7 +271,7 @@ def resume_path(args: argparse.Namespace, snapshot: Path) -> Path | None:
 
 def check_resumable(state: dict, args: argparse.Namespace, path: Path) -> None:
     """A resumed run must draw the same batches: refuse a state saved with other data or batch flags."""
-    saved = state.get("args", {})
+    saved = RESUME_DEFAULTS | state.get("args", {})
     changed = [k for k in RESUME_MUST_MATCH if saved.get(k) != vars(args).get(k)]
     if changed:
         flags = ", ".join(f"--{k} {saved.get(k)}" for k in changed)
@@ -277,11 +301,15 @@ def _train(
     check_args(args, semi)
     # Lists and train-case headers first, then every voxel of the cases used as they are loaded: a data mistake
     # stops the run before it writes anything.
-    train_ids = check_dataset(args.root_path, ("train",), args.patch_size).ids["train"]
+    report = check_dataset(args.root_path, ("train",), args.patch_size)
+    train_ids = report.ids["train"]
+    dimensions = len(args.patch_size)  # 3: volumes, the paper's V-Net; 2: images
+    patch_text = " ".join(map(str, args.patch_size))
+    check_dimensions(report.shapes, dimensions, f"--patch_size {patch_text} is {dimensions}D: give one side per axis")
     check_split(args, train_ids, semi)
     # Labelled = the first --labelnum IDs of train.list; unlabelled = the rest (read only when used).
     used_ids = train_ids if semi else train_ids[: args.labelnum]
-    dataset = LAHeart(args.root_path, used_ids, TrainTransform(args.patch_size))
+    dataset = LAHeart(args.root_path, used_ids, TrainTransform(args.patch_size), args.num_classes)
     snapshot = Path(args.model_dir) / args.exp
     resume_from = resume_path(args, snapshot)
     state = load_checkpoint(resume_from) if resume_from else None
@@ -312,12 +340,12 @@ def _train(
         worker_init_fn=_worker_init,
     )
 
-    student = VNet(n_classes=NUM_CLASSES, has_dropout=True).to(device)
+    student = VNet(n_classes=args.num_classes, has_dropout=True, dimensions=dimensions).to(device)
     optimizer = torch.optim.SGD(student.parameters(), lr=args.base_lr, momentum=0.9, weight_decay=1e-4)
     teacher = None
     if semi:
         # A separately initialised network, as in the release; the first EMA update (alpha = 0) copies the student.
-        teacher = VNet(n_classes=NUM_CLASSES, has_dropout=True).to(device)
+        teacher = VNet(n_classes=args.num_classes, has_dropout=True, dimensions=dimensions).to(device)
         for p in teacher.parameters():
             p.requires_grad_(False)
         teacher.train()  # dropout on and BatchNorm batch statistics, as the release runs it
@@ -381,7 +409,7 @@ def _train(
                         iteration, args.consistency, args.consistency_rampup, args.rampup_epoch_iters
                     )
                     threshold = (
-                        ramps.uncertainty_threshold(iteration, args.max_iterations, NUM_CLASSES)
+                        ramps.uncertainty_threshold(iteration, args.max_iterations, args.num_classes)
                         if args.uncertainty_mask
                         else math.inf
                     )
@@ -430,7 +458,7 @@ def _train(
                     bar.set_postfix(loss=f"{values['loss/loss']:.4f}", lr=f"{lr:.0e}")
                     bar.update()
                     if iteration % IMAGE_EVERY == 0:
-                        log_images(writer, iteration, images, labels, logits, consistency)
+                        log_images(writer, iteration, images, labels, logits, consistency, args.num_classes)
 
                 saving = iteration % args.save_every == 0 or iteration == args.max_iterations
                 # Never keep a non-finite model. DDP keeps the students equal, so every rank stops here together.
