@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dataloaders.la_heart import DataError, case_path, inspect_case, read_case, read_list
+from dataloaders.la_heart import DataError
+from dataloaders.sources import Source, open_source
 
 
 @dataclass
@@ -25,7 +26,7 @@ class DatasetReport:
 
 
 def check_dataset(
-    root: str | Path,
+    root: str | Path | Source,
     inspect: Sequence[str] = ("train", "test"),
     patch_size: Sequence[int] | None = None,
     full: bool = False,
@@ -33,18 +34,18 @@ def check_dataset(
 ) -> DatasetReport:
     """Check the lists (present, no duplicates, no ID in both train and test) and the cases of the `inspect` splits:
     file headers (datasets, shapes, dtypes), or with `full` every voxel (finite image, labels in 0..C-1)."""
-    ids = {split: read_list(root, split) for split in dict.fromkeys(("train", "test", *inspect))}
+    source = root if isinstance(root, Source) else open_source(root, num_classes)
+    ids = {split: source.list_ids(split) for split in dict.fromkeys(("train", "test", *inspect))}
     leaked = sorted(set(ids["train"]) & set(ids["test"]))
     if leaked:
         raise DataError(
-            f"{Path(root) / 'test.list'}: {len(leaked)} IDs are also in train.list ({', '.join(leaked[:3])}); "
+            f"{source.root / 'test.list'}: {len(leaked)} IDs are also in train.list ({', '.join(leaked[:3])}); "
             f"training on test cases leaks them: remove them from one list"
         )
     report = DatasetReport(ids)
     for split in inspect:
         for case_id in ids[split]:
-            path = case_path(root, case_id)
-            shape = read_case(path, num_classes)[0].shape if full else inspect_case(path)
+            shape = source.read(case_id)[0].shape if full else source.inspect(case_id)
             report.shapes[case_id] = shape
             if patch_size is not None and any(s <= p for s, p in zip(shape, patch_size)):
                 report.smaller_than_patch.append(case_id)

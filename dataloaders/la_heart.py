@@ -146,16 +146,21 @@ class TrainTransform:
 
 class LAHeart(Dataset):
     """Cases of one list, read once into memory (labels checked to lie in 0..num_classes-1). An item key is an
-    index, or (index, seed) to augment."""
+    index, or (index, seed) to augment.
 
-    def __init__(
-        self, root: str | Path, ids: Sequence[str], transform: TrainTransform | None = None, num_classes: int = 2
-    ):
-        self.root = Path(root)
+    `root` is an LA folder, or any `dataloaders.sources.Source` (NIfTI, 2D images); a case without a label (an
+    unlabelled image) gets an all-background one, which no loss reads.
+    """
+
+    def __init__(self, root, ids: Sequence[str], transform: TrainTransform | None = None, num_classes: int = 2):
         self.ids = list(ids)
         self.transform = transform
+        if isinstance(root, (str, Path)):
+            cases = [read_case(case_path(root, case_id), num_classes) for case_id in self.ids]
+        else:
+            cases = [root.read(case_id) for case_id in self.ids]
         # Volumes are small (about 13 MB each): read and decompress them once, not on every step.
-        self.cases = [read_case(case_path(self.root, case_id), num_classes) for case_id in self.ids]
+        self.cases = [(image, np.zeros(image.shape, np.uint8) if label is None else label) for image, label in cases]
 
     def __len__(self) -> int:
         return len(self.ids)

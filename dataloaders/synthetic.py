@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import h5py
+import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
@@ -89,6 +90,32 @@ def make_synthetic_la(
     return root
 
 
+def make_synthetic_nifti(
+    root: str | Path,
+    n_train: int = 20,
+    n_test: int = 4,
+    shape_range: tuple[Sequence[int], Sequence[int]] = ((56, 56, 40), (72, 72, 48)),
+    seed: int = 0,
+    num_classes: int = 2,
+    spacing: Sequence[float] = (0.625, 0.625, 1.25),
+) -> Path:
+    """The same cases in the Decathlon / nnU-Net layout: imagesTr/<ID>_0000.nii.gz, labelsTr/<ID>.nii.gz, and
+    imagesTs/, labelsTs/ for the test cases (no lists), with a non-trivial affine of `spacing`."""
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    affine = np.diag([*spacing, 1.0])
+    affine[:3, 3] = (-30.0, 12.5, 7.0)
+    for i in range(n_train + n_test):
+        split = "Tr" if i < n_train else "Ts"
+        shape = tuple(int(rng.integers(lo, hi + 1)) for lo, hi in zip(*shape_range))
+        image, label = synthetic_case(shape, rng, num_classes)
+        files = {f"images{split}/SYN{i:03d}_0000": image, f"labels{split}/SYN{i:03d}": label}
+        for name, array in files.items():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            nib.save(nib.Nifti1Image(array, affine), root / f"{name}.nii.gz")
+    return root
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Write a synthetic LA-like dataset in the UA-MT layout.")
     parser.add_argument("root", help="output folder, e.g. data/synthetic_LA")
@@ -96,8 +123,10 @@ def main() -> None:
     parser.add_argument("--n_test", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num_classes", type=int, default=2, help="K: background + K-1 nested shells of the blob")
+    parser.add_argument("--format", choices=["h5", "nifti"], default="h5", help="the LA h5 layout or a NIfTI task")
     args = parser.parse_args()
-    make_synthetic_la(args.root, args.n_train, args.n_test, seed=args.seed, num_classes=args.num_classes)
+    make = make_synthetic_la if args.format == "h5" else make_synthetic_nifti
+    make(args.root, args.n_train, args.n_test, seed=args.seed, num_classes=args.num_classes)
     print(f"wrote {args.n_train} training and {args.n_test} test cases to {args.root}")
 
 

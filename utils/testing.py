@@ -9,13 +9,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from dataloaders.checks import check_dataset
-from dataloaders.la_heart import DataError, case_path, read_case
+from dataloaders.la_heart import DataError
+from dataloaders.sources import open_source
 from networks.vnet import VNet
 from utils.checkpoint import load_checkpoint
 from utils.cpu_memory import reuse_freed_memory
@@ -65,13 +65,30 @@ def testing_parser() -> argparse.ArgumentParser:
         default="headers",
         help="check the cases before testing: file headers, or every voxel",
     )
+    p.add_argument("--center_crop", type=int, nargs=2, default=None, help="2D images; default: the run's (run.json)")
+    p.add_argument("--resize", type=int, nargs=2, default=None, help="2D images; default: the run's (run.json)")
     p.add_argument("--device", default=default_device())
     return p
 
 
-def load_network(path: Path, device: torch.device | str) -> tuple[VNet, int]:
-    """The test-time V-Net (no dropout) with the checkpoint's weights, and its number of classes; `net.dimensions`
-    is 3 or 2 as the checkpoint's."""
+def training_settings(checkpoint: Path) -> dict:
+    """The run's flags from <run>/run.json beside the checkpoint ({} when the run has not finished)."""
+    info = checkpoint.parent / "run.json"
+    return json.loads(info.read_text()).get("args", {}) if info.is_file() else {}
+
+
+def fill_from_training(args: argparse.Namespace, checkpoint: Path, names: Sequence[str]) -> None:
+    """Flags left unset (None) take the values the network was trained with: a 2D network must see its images
+    cropped and resized as in training."""
+    trained = training_settings(checkpoint)
+    for name in names:
+        if getattr(args, name) is None:
+            setattr(args, name, trained.get(name))
+
+
+def load_network(path: Path, device: torch.device | str, has_dropout: bool = False) -> tuple[VNet, int]:
+    """The test-time V-Net (in eval mode; `has_dropout` keeps the dropout layers, for Monte-Carlo passes) with the
+    checkpoint's weights, and its number of classes; `net.dimensions` is 3 or 2 as the checkpoint's."""
     state = load_checkpoint(path)
     if not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise DataError(f"{path}: not a state_dict of tensors; pass an iter_<N>.pth written by the training scripts")
@@ -80,7 +97,7 @@ def load_network(path: Path, device: torch.device | str) -> tuple[VNet, int]:
     # The 1x1(x1) output conv's weight is (K, C, 1, 1, 1) in 3D, (K, C, 1, 1) in 2D; anything else is reported
     # below as a mis-shaped key of the 3D network.
     dimensions = 2 if out_conv is not None and out_conv.ndim == 4 else 3
-    net = VNet(n_classes=num_classes, has_dropout=False, dimensions=dimensions)
+    net = VNet(n_classes=num_classes, has_dropout=has_dropout, dimensions=dimensions)
     expected = net.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -113,6 +130,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
         reuse_freed_memory()
     checkpoint = run / f"iter_{args.iteration}.pth"
     net, num_classes = load_network(checkpoint, args.device)
+    fill_from_training(args, checkpoint, ("center_crop", "resize"))
+    source = open_source(args.root_path, num_classes, args.center_crop, args.resize)
     patch_fits = len(args.patch_size) == net.dimensions
     if not patch_fits and not args.whole_volume:  # the whole-volume pass uses no patch
         raise DataError(
@@ -121,16 +140,22 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
         )
     # Every case is checked before anything is written, so a bad file cannot stop the run half-way.
     patch = args.patch_size if patch_fits else None
-    report = check_dataset(args.root_path, (args.split,), patch, args.check_data == "full", num_classes)
+    report = check_dataset(source, (args.split,), patch, args.check_data == "full", num_classes)
     check_dimensions(report.shapes, net.dimensions, f"{checkpoint} is a {net.dimensions}D V-Net")
     ids = report.ids[args.split]
+    unlabelled = [i for i in ids if not source.has_label(i)]
+    if unlabelled:
+        raise DataError(
+            f"{source.path(unlabelled[0])}: no label; testing needs every {args.split}.list case labelled "
+            f"(predict.py segments unlabelled cases)"
+        )
     columns = metric_columns(num_classes)
     out = run / (f"{args.split}_iter_{args.iteration}" + ("_whole" if args.whole_volume else ""))
     out.mkdir(parents=True, exist_ok=True)
 
     rows = []
     for case_id in tqdm(ids, ncols=90, desc="test"):
-        image, label = read_case(case_path(args.root_path, case_id), num_classes)
+        image, label = source.read(case_id)
         if args.whole_volume:
             probability = whole_volume_probability(net, image, args.device)
         else:
@@ -141,14 +166,14 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
         prediction = probability.argmax(0).cpu().numpy().astype(np.uint8)
         rows.append(class_metrics(prediction, label, num_classes))
         tqdm.write(f"{case_id}: " + ", ".join(f"{m} {rows[-1][m]:.4f}" for m in METRICS))
-        if args.save_nifti:
-            for suffix, volume in (("pred", prediction), ("img", image), ("gt", label)):
-                nib.save(nib.Nifti1Image(volume, np.eye(4)), out / f"{case_id}_{suffix}.nii.gz")
+        if args.save_nifti:  # in the input's format: NIfTI for volumes, PNG (TIFF for the image) for 2D
+            source.write_outputs(case_id, out, {"pred": prediction, "img": image, "gt": label})
 
     means, undefined = summarize(rows, columns)
     write_csv(out / "metrics.csv", ids, rows, means, columns)
     wall_s = time.perf_counter() - started
-    settings = {k: vars(args)[k] for k in ("iteration", "split", "patch_size", "stride_xy", "stride_z", "whole_volume")}
+    names = ("iteration", "split", "patch_size", "stride_xy", "stride_z", "whole_volume", "center_crop", "resize")
+    settings = {k: vars(args)[k] for k in names}
     info = settings | {"num_classes": num_classes, "cases": len(ids), "wall_s": round(wall_s, 1)}
     info["post_processing"] = "none"
     info["machine"] = machine_description(torch.device(args.device))

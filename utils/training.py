@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from dataloaders.checks import check_dataset
 from dataloaders.la_heart import DataError, LAHeart, TrainTransform, TwoStreamBatchSampler
+from dataloaders.sources import Source, open_source
 from networks.vnet import SIDE_MULTIPLE, VNet
 from utils import distributed, ramps
 from utils.checkpoint import all_finite, load_checkpoint, restore_training_state, save_atomic, training_state
@@ -45,9 +46,10 @@ T = TypeVar("T")
 
 IMAGE_EVERY = 50
 STATE_FILE = "state_latest.pth"  # the full training state, for --resume
-RESUME_MUST_MATCH = ("root_path", "labelnum", "batch_size", "labeled_bs", "patch_size", "seed", "num_classes")
+RESUME_MUST_MATCH = ("root_path", "labelnum", "batch_size", "labeled_bs", "patch_size", "seed", "num_classes",
+                     "labeled_list", "center_crop", "resize")  # fmt: skip
 # Flags added after states were first saved: an older state ran with these values.
-RESUME_DEFAULTS = {"num_classes": 2}
+RESUME_DEFAULTS = {"num_classes": 2, "labeled_list": "", "center_crop": None, "resize": None}
 
 
 def default_device() -> str:
@@ -57,14 +59,19 @@ def default_device() -> str:
 def training_parser(description: str, exp: str, semi_supervised: bool) -> argparse.ArgumentParser:
     """The flags of the UA-MT release, plus --labelnum, --patch_size, --num_classes, --device, --num_workers."""
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--root_path", default="data/LA", help="folder with train.list, test.list and the case folders")
+    p.add_argument(
+        "--root_path",
+        default="data/LA",
+        help="the data: the LA h5 layout, a NIfTI task (imagesTr/, labelsTr/) or 2D images (images/, masks/)",
+    )
     p.add_argument("--exp", default=exp, help="run name: writes to <model_dir>/<exp>/")
     p.add_argument("--model_dir", default="model", help="folder of runs")
     p.add_argument("--max_iterations", type=int, default=6000)
     p.add_argument("--batch_size", type=int, default=4, help="items per batch")
     if semi_supervised:
         p.add_argument("--labeled_bs", type=int, default=2, help="labelled items per batch; the rest are unlabelled")
-    p.add_argument("--labelnum", type=int, default=16, help="the first N cases of train.list are labelled")
+    p.add_argument("--labelnum", type=int, default=16, help="the first N cases of train.list with a label are labelled")
+    p.add_argument("--labeled_list", default="", help="a file of the labelled IDs (one a line), instead of --labelnum")
     p.add_argument("--base_lr", type=float, default=0.01)
     p.add_argument("--lr_step", type=int, default=2500, help="lr x 0.1 every this many iterations")
     p.add_argument("--seed", type=int, default=1337)
@@ -78,6 +85,10 @@ def training_parser(description: str, exp: str, semi_supervised: bool) -> argpar
         help="W H D for volumes (a 3D V-Net), W H for 2D images (a 2D V-Net); multiples of 16",
     )
     p.add_argument("--num_classes", type=int, default=2, help="K: classes of the label maps, background included")
+    p.add_argument("--center_crop", type=int, nargs=2, default=None, metavar=("ROWS", "COLS"), help="2D images")
+    p.add_argument(
+        "--resize", type=int, nargs=2, default=None, metavar=("ROWS", "COLS"), help="2D images, after --center_crop"
+    )
     p.add_argument("--save_every", type=int, default=1000, help="checkpoint every N iterations (and at the end)")
     p.add_argument("--device", default=default_device(), help="cuda, cuda:1, cpu, ...")
     p.add_argument("--num_workers", type=int, default=2, help="data loader processes (0: load in the main one)")
@@ -135,16 +146,37 @@ def check_dimensions(shapes: dict[str, tuple[int, ...]], dimensions: int, reason
             raise DataError(f"case {case_id} is {len(shape)}D {shape}, but {reason}")
 
 
-def check_split(args: argparse.Namespace, train_ids: list[str], semi: bool) -> None:
-    if not 0 < args.labelnum <= len(train_ids):
-        raise DataError(
-            f"--labelnum {args.labelnum}: train.list has {len(train_ids)} cases; choose 1..{len(train_ids)}"
-        )
-    if args.labeled_bs > args.labelnum:
+def split_labelled(
+    args: argparse.Namespace, source: Source, train_ids: list[str], semi: bool
+) -> tuple[list[str], list[str]]:
+    """Labelled: the IDs of --labeled_list, else the first --labelnum IDs of train.list that have a label (all of them
+    for LA: the release's rule); unlabelled: the rest of train.list, whether or not a label exists."""
+    if args.labeled_list:
+        path = Path(args.labeled_list)
+        if not path.is_file():
+            raise DataError(f"{path}: --labeled_list file not found; write the labelled IDs one a line")
+        labeled = path.read_text().split()
+        unknown = [i for i in labeled if i not in train_ids]
+        unlabelled = [i for i in labeled if i in train_ids and not source.has_label(i)]
+        if unknown or unlabelled or not labeled:
+            problem = f"{unknown[0]} is not in train.list" if unknown else f"{unlabelled[0]} has no label"
+            raise DataError(f"{path}: {problem if labeled else 'no IDs'}; list labelled IDs of train.list")
+        args.labelnum = len(labeled)  # as run.json and the tables count it
+    else:
+        with_label = [i for i in train_ids if source.has_label(i)]
+        if not 0 < args.labelnum <= len(with_label):
+            counts = f"train.list has {len(train_ids)} cases" + (
+                f", {len(with_label)} with a label" if len(with_label) < len(train_ids) else ""
+            )
+            raise DataError(f"--labelnum {args.labelnum}: {counts}; choose 1..{len(with_label)}")
+        labeled = with_label[: args.labelnum]
+    unlabeled = [i for i in train_ids if i not in set(labeled)]
+    if args.labeled_bs > len(labeled):
         flag = "--labeled_bs" if semi else "--batch_size"  # a supervised batch is all labelled
-        raise DataError(f"{flag} {args.labeled_bs} exceeds --labelnum {args.labelnum}: lower it")
-    if semi and args.labelnum == len(train_ids):
+        raise DataError(f"{flag} {args.labeled_bs} exceeds the {len(labeled)} labelled cases: lower it")
+    if semi and not unlabeled:
         raise DataError(f"--labelnum {args.labelnum} leaves no unlabelled case in train.list: lower it")
+    return labeled, unlabeled
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -301,15 +333,15 @@ def _train(
     check_args(args, semi)
     # Lists and train-case headers first, then every voxel of the cases used as they are loaded: a data mistake
     # stops the run before it writes anything.
-    report = check_dataset(args.root_path, ("train",), args.patch_size)
+    source = open_source(args.root_path, args.num_classes, args.center_crop, args.resize)
+    report = check_dataset(source, ("train",), args.patch_size)
     train_ids = report.ids["train"]
     dimensions = len(args.patch_size)  # 3: volumes, the paper's V-Net; 2: images
     patch_text = " ".join(map(str, args.patch_size))
     check_dimensions(report.shapes, dimensions, f"--patch_size {patch_text} is {dimensions}D: give one side per axis")
-    check_split(args, train_ids, semi)
-    # Labelled = the first --labelnum IDs of train.list; unlabelled = the rest (read only when used).
-    used_ids = train_ids if semi else train_ids[: args.labelnum]
-    dataset = LAHeart(args.root_path, used_ids, TrainTransform(args.patch_size), args.num_classes)
+    labeled_ids, unlabeled_ids = split_labelled(args, source, train_ids, semi)
+    used_ids = labeled_ids + unlabeled_ids if semi else labeled_ids  # the sampler's labelled indices come first
+    dataset = LAHeart(source, used_ids, TrainTransform(args.patch_size), args.num_classes)
     snapshot = Path(args.model_dir) / args.exp
     resume_from = resume_path(args, snapshot)
     state = load_checkpoint(resume_from) if resume_from else None

@@ -1,0 +1,115 @@
+"""Users' own data end to end through the scripts: 2D echo-like PNG frames (some without masks) and a NIfTI task with
+3 labels — train UA-MT, test, predict (predictions in the input's geometry, uncertainty maps, overlays)."""
+
+import csv
+import json
+import math
+
+import nibabel as nib
+import numpy as np
+from PIL import Image
+from test_end_to_end import run
+
+from dataloaders.synthetic import make_synthetic_nifti
+from dataloaders.synthetic_echo import make_synthetic_echo
+
+FAST = ["--max_iterations", "3", "--save_every", "3", "--num_workers", "0", "--device", "cpu"]
+
+
+def metrics(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_echo_frames_train_test_predict(tmp_path):
+    # 8 training frames, 3 with masks; 2 test frames; 80 x 100 frames cropped to 72 x 72, then resized to 64 x 64.
+    root = make_synthetic_echo(tmp_path / "echo", n_train=8, n_test=2, labelled=3, shape=(80, 100), seed=4)
+    model = tmp_path / "model"
+    geometry = ["--center_crop", "72", "72", "--resize", "64", "64"]
+    result = run("train_uamt_unlabel.py", "--root_path", root, "--model_dir", model, "--exp", "echo",
+                 "--patch_size", "48", "48", "--labelnum", "3", *geometry, *FAST, cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    info = json.loads((model / "echo" / "run.json").read_text())
+    assert (info["labelled"], info["unlabelled"]) == (3, 5)  # the 5 others, 4 of them without any mask file
+    # --labelnum counts cases with a mask: only 3 exist.
+    result = run("train_uamt_unlabel.py", "--root_path", root, "--model_dir", model, "--exp", "x",
+                 "--patch_size", "48", "48", "--labelnum", "4", *FAST, cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 2
+    assert "error: --labelnum 4: train.list has 8 cases, 3 with a label; choose 1..3" in result.stderr
+
+    # The test takes the crop and resize from the run; predictions go back to the 80 x 100 frames.
+    result = run("test_LA.py", "--root_path", root, "--model_dir", model, "--model", "echo", "--iteration", "3",
+                 "--patch_size", "48", "48", "--stride_xy", "16", "--device", "cpu", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    out = model / "echo" / "test_iter_3"
+    rows = metrics(out / "metrics.csv")
+    assert [r["case"] for r in rows] == ["frame_008", "frame_009", "mean"]
+    assert json.loads((out / "test.json").read_text())["resize"] == [64, 64]
+    prediction = np.asarray(Image.open(out / "frame_008_pred.png"))
+    assert prediction.shape == (80, 100) and set(np.unique(prediction)) <= {0, 255}
+
+    images = tmp_path / "new_frames"
+    images.mkdir()
+    for case_id in ("frame_008", "frame_009"):
+        (images / f"{case_id}.png").write_bytes((root / "images" / f"{case_id}.png").read_bytes())
+    result = run("predict.py", "--checkpoint", model / "echo" / "iter_3.pth", "--input", images, "--mc_passes", "2",
+                 "--stride_xy", "16", "--device", "cpu", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    predicted = tmp_path / "new_frames_pred"
+    for case_id in ("frame_008", "frame_009"):
+        mask = np.asarray(Image.open(predicted / f"{case_id}_pred.png"))
+        uncertainty = np.asarray(Image.open(predicted / f"{case_id}_uncertainty.tif"))
+        assert mask.shape == uncertainty.shape == (80, 100)
+        assert uncertainty.min() >= 0 and uncertainty.max() <= math.log(2) + 1e-5  # entropy of 2 classes
+        assert not uncertainty[:4].any()  # outside the centre crop: nothing predicted
+        assert Image.open(predicted / f"{case_id}_overlay.png").size == (3 * 64, 64)  # image | contours | heat
+    # The deterministic prediction is the test's.
+    np.testing.assert_array_equal(np.asarray(Image.open(predicted / "frame_008_pred.png")), prediction)
+
+
+def test_labelled_list_chooses_the_labelled_cases(tmp_path):
+    root = make_synthetic_echo(tmp_path / "echo", n_train=6, n_test=1, labelled=3, shape=(64, 64), seed=5)
+    (tmp_path / "labelled.txt").write_text("frame_002\nframe_000\n")
+    model = tmp_path / "model"
+    result = run("train_uamt.py", "--root_path", root, "--model_dir", model, "--exp", "l", "--patch_size", "32", "32",
+                 "--labeled_list", tmp_path / "labelled.txt", *FAST, cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    info = json.loads((model / "l" / "run.json").read_text())
+    assert (info["labelled"], info["unlabelled"]) == (2, 4)
+    (tmp_path / "labelled.txt").write_text("frame_002\nframe_004\n")  # frame_004 has no mask
+    result = run("train_uamt.py", "--root_path", root, "--model_dir", model, "--exp", "m", "--patch_size", "32", "32",
+                 "--labeled_list", tmp_path / "labelled.txt", *FAST, cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 2 and "labelled.txt: frame_004 has no label" in result.stderr
+
+
+def test_nifti_task_with_three_labels_train_test_predict(tmp_path):
+    root = make_synthetic_nifti(tmp_path / "task", n_train=6, n_test=2, shape_range=((36, 36, 34), (40, 40, 36)),
+                                seed=6, num_classes=3)  # fmt: skip
+    model = tmp_path / "model"
+    result = run("train_uamt_unlabel.py", "--root_path", root, "--model_dir", model, "--exp", "k3", "--num_classes",
+                 "3", "--patch_size", "32", "32", "32", "--labelnum", "3", *FAST, cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    result = run("test_LA.py", "--root_path", root, "--model_dir", model, "--model", "k3", "--iteration", "3",
+                 "--patch_size", "32", "32", "32", "--stride_xy", "16", "--stride_z", "16", "--device", "cpu",
+                 cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    out = model / "k3" / "test_iter_3"
+    rows = metrics(out / "metrics.csv")
+    assert [r["case"] for r in rows] == ["SYN006", "SYN007", "mean"]  # imagesTs: the test split without lists
+    assert {"dice", "dice_1", "dice_2", "hd95_1", "hd95_2"} <= set(rows[0])
+    source_image = nib.load(root / "imagesTs" / "SYN006_0000.nii.gz")
+    written = nib.load(out / "SYN006_pred.nii.gz")
+    np.testing.assert_allclose(written.affine, source_image.affine)
+    assert written.shape == source_image.shape and int(np.asarray(written.dataobj).max()) <= 2
+
+    result = run("predict.py", "--checkpoint", model / "k3" / "iter_3.pth", "--input", root / "imagesTs",
+                 "--out", tmp_path / "pred", "--mc_passes", "2", "--stride_xy", "16", "--stride_z", "16",
+                 "--device", "cpu", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    uncertainty = nib.load(tmp_path / "pred" / "SYN007_uncertainty.nii.gz")
+    np.testing.assert_allclose(uncertainty.affine, source_image.affine)
+    values = np.asarray(uncertainty.dataobj)
+    assert values.dtype == np.float32 and 0 <= values.min() and values.max() <= math.log(3) + 1e-5
+    predicted = np.asarray(nib.load(tmp_path / "pred" / "SYN006_pred.nii.gz").dataobj)
+    np.testing.assert_array_equal(predicted, np.asarray(written.dataobj))  # the same deterministic segmentation
+    assert (tmp_path / "pred" / "SYN006_overlay.png").is_file()

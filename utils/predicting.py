@@ -1,0 +1,81 @@
+"""predict.py: a checkpoint and a folder of new cases (no labels) → predictions in the input's format and geometry,
+Monte-Carlo-dropout uncertainty maps and overlay pictures."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from dataloaders.la_heart import DataError
+from dataloaders.sources import open_folder
+from utils.cpu_memory import reuse_freed_memory
+from utils.evaluation import sliding_window_probability
+from utils.prediction import mc_dropout_entropy, overlay_panel
+from utils.testing import fill_from_training, load_network
+from utils.training import default_device, run_guarded
+
+
+def predicting_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description="Segment new cases (a folder of .nii.gz volumes or 2D images) with a trained checkpoint.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--checkpoint", required=True, help="an iter_<N>.pth written by training")
+    p.add_argument("--input", required=True, help="folder of .nii.gz volumes or of 2D images (png, jpg, tif, dcm)")
+    p.add_argument("--out", default="", help="output folder (default: <input>_pred)")
+    p.add_argument("--patch_size", type=int, nargs="+", default=None, help="default: the run's (run.json)")
+    p.add_argument("--center_crop", type=int, nargs=2, default=None, help="2D; default: the run's")
+    p.add_argument("--resize", type=int, nargs=2, default=None, help="2D; default: the run's")
+    p.add_argument("--stride_xy", type=int, default=18)
+    p.add_argument("--stride_z", type=int, default=4)
+    p.add_argument("--windows_per_batch", type=int, default=4)
+    p.add_argument("--mc_passes", type=int, default=8, help="T dropout passes for the uncertainty map; 0: none")
+    p.add_argument("--overlays", type=int, default=1, choices=[0, 1], help="1: write <ID>_overlay.png")
+    p.add_argument("--device", default=default_device())
+    return p
+
+
+def predict(args: argparse.Namespace) -> Path:
+    checkpoint = Path(args.checkpoint)
+    fill_from_training(args, checkpoint, ("patch_size", "center_crop", "resize"))
+    if torch.device(args.device).type == "cpu":
+        reuse_freed_memory()
+    net, num_classes = load_network(checkpoint, args.device, has_dropout=args.mc_passes > 0)
+    source = open_folder(args.input, num_classes, args.center_crop, args.resize)
+    if args.patch_size is None:
+        args.patch_size = [112, 112, 80] if source.dimensions == 3 else [256, 256]
+    if net.dimensions != source.dimensions or len(args.patch_size) != net.dimensions:
+        raise DataError(
+            f"{checkpoint} is a {net.dimensions}D V-Net; {args.input} holds {source.dimensions}D cases and "
+            f"--patch_size has {len(args.patch_size)} sides: they must agree"
+        )
+    out = Path(args.out) if args.out else Path(str(Path(args.input).resolve()) + "_pred")
+    out.mkdir(parents=True, exist_ok=True)
+    probability = partial(
+        sliding_window_probability, patch_size=args.patch_size, stride_xy=args.stride_xy, stride_z=args.stride_z,
+        num_classes=num_classes, device=args.device, windows_per_batch=args.windows_per_batch,
+    )  # fmt: skip
+
+    for case_id in tqdm(list(source.images), ncols=90, desc="predict"):
+        image, _ = source.read(case_id)
+        prediction = probability(net, image).argmax(0).cpu().numpy().astype(np.uint8)
+        outputs = {"pred": prediction}
+        if args.mc_passes:
+            outputs["uncertainty"] = mc_dropout_entropy(net, image, args.mc_passes, probability).astype(np.float32)
+        source.write_outputs(case_id, out, outputs)
+        if args.overlays:
+            panel = overlay_panel(image, prediction, outputs.get("uncertainty"), math.log(num_classes))
+            panel.save(out / f"{case_id}_overlay.png")
+    print(f"{len(source.images)} predictions in {out}/")
+    return out
+
+
+def run_predicting() -> None:
+    args = predicting_parser().parse_args()
+    run_guarded(lambda: predict(args))
