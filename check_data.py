@@ -1,17 +1,25 @@
-"""Check a dataset in the LA layout: lists, case files, shapes, dtypes (and with --check_data full, every voxel)."""
+"""Check a dataset (LA h5, NIfTI or 2D image layout): lists, case files, shapes, dtypes (and with --check_data full,
+every voxel: finite images, labels in 0..K-1)."""
 
 import argparse
 
 from dataloaders.checks import check_dataset
+from dataloaders.sources import open_source
 from utils.training import run_guarded
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--root_path", default="data/LA")
-    parser.add_argument("--patch_size", type=int, nargs=3, default=[112, 112, 80], metavar=("W", "H", "D"))
+    parser.add_argument("--patch_size", type=int, nargs="+", default=[112, 112, 80], metavar="SIDE")
+    parser.add_argument("--num_classes", type=int, default=2)
+    parser.add_argument("--center_crop", type=int, nargs=2, default=None, help="2D images")
+    parser.add_argument("--resize", type=int, nargs=2, default=None, help="2D images")
     parser.add_argument("--check_data", choices=["headers", "full"], default="headers")
     args = parser.parse_args()
-    report = run_guarded(
-        lambda: check_dataset(args.root_path, ("train", "test"), args.patch_size, args.check_data == "full")
-    )
+
+    def check():
+        source = open_source(args.root_path, args.num_classes, args.center_crop, args.resize)
+        return check_dataset(source, ("train", "test"), args.patch_size, args.check_data == "full", args.num_classes)
+
+    report = run_guarded(check)
     print(f"ok: {args.root_path}: {report.describe()}")
