@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 import torch
 from conftest import REPO, SHARED_LA, SMALL_PATCH
+from PIL import Image
 from tensorboardX.proto import event_pb2
 
 import utils.testing as testing
 import utils.training as training
-from dataloaders.checks import DatasetReport
-from dataloaders.la_heart import DataError, LAHeart
+from dataloaders.la_heart import DataError
+from dataloaders.sources import ImageFolderSource
 from dataloaders.synthetic import make_synthetic_la, synthetic_case
 from utils.evaluation import class_metrics, sliding_window_probability
 from utils.testing import load_network
@@ -394,20 +395,20 @@ def test_a_2d_item_is_logged_as_one_image():
 
 def test_training_and_testing_on_2d_images_with_three_classes(tmp_path, monkeypatch):
     """The loop on 2D items: a 2D V-Net, 2D MC-dropout uncertainty, H(t) with ln 3, images logged whole; then the
-    test on its checkpoint (2D recognised from the weights) with 2D windows and per-class metrics. The h5 layout
-    holds volumes only, so the 2D cases come from memory in place of the file reader."""
+    test on its checkpoint (2D recognised from the weights) with 2D windows and per-class metrics. The cases lie in
+    a 2D image folder: float TIFF images, PNG masks of class indices."""
     rng = np.random.default_rng(0)
     ids = [f"IMG{i}" for i in range(6)]
-    cases = {i: synthetic_case((48, 40), rng, num_classes=3) for i in ids}
     train_ids, test_ids = ids[:4], ids[4:]
-
-    def report(root, splits, patch_size=None, full=False, num_classes=2):
-        return DatasetReport({"train": train_ids, "test": test_ids}, {i: cases[i][0].shape for i in ids})
-
-    class Images2D(LAHeart):
-        def __init__(self, root, ids, transform=None, num_classes=2):
-            self.root, self.ids, self.transform = root, list(ids), transform
-            self.cases = [cases[i] for i in ids]
+    root = tmp_path / "images2d"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for case_id in ids:
+        image, label = synthetic_case((48, 40), rng, num_classes=3)
+        Image.fromarray(image).save(root / "images" / f"{case_id}.tif")
+        Image.fromarray(label).save(root / "masks" / f"{case_id}.png")
+    (root / "train.list").write_text("\n".join(train_ids))
+    (root / "test.list").write_text("\n".join(test_ids))
 
     seen = []
     real = training.uncertainty_aware_consistency
@@ -416,13 +417,13 @@ def test_training_and_testing_on_2d_images_with_three_classes(tmp_path, monkeypa
         seen.append((tuple(student_logits.shape), tuple(inputs.shape), threshold))
         return real(student_logits, teacher, inputs, threshold, *args)
 
-    monkeypatch.setattr(training, "check_dataset", report)
-    monkeypatch.setattr(training, "LAHeart", Images2D)
     monkeypatch.setattr(training, "uncertainty_aware_consistency", spy)
     monkeypatch.setattr(training, "IMAGE_EVERY", 1)
     parser = training.training_parser("", "img", semi_supervised=True)
     args = parser.parse_args(
         [
+            "--root_path",
+            str(root),
             "--patch_size",
             "32",
             "32",
@@ -447,9 +448,20 @@ def test_training_and_testing_on_2d_images_with_three_classes(tmp_path, monkeypa
     net, num_classes = load_network(run_dir / "iter_2.pth", "cpu")
     assert (net.dimensions, num_classes) == (2, 3)
 
-    monkeypatch.setattr(testing, "check_dataset", report)
-    monkeypatch.setattr(testing, "read_case", lambda path, num_classes: cases[path.parent.name])
-    base = ["--model_dir", str(tmp_path), "--model", "img", "--iteration", "2", "--device", "cpu", "--save_nifti", "0"]
+    base = [
+        "--root_path",
+        str(root),
+        "--model_dir",
+        str(tmp_path),
+        "--model",
+        "img",
+        "--iteration",
+        "2",
+        "--device",
+        "cpu",
+        "--save_nifti",
+        "0",
+    ]
     with pytest.raises(DataError, match="a 2D V-Net, but --patch_size has 3 sides"):
         testing.evaluate(testing.testing_parser().parse_args(base))  # the 3D default patch
     means = testing.evaluate(
@@ -459,7 +471,7 @@ def test_training_and_testing_on_2d_images_with_three_classes(tmp_path, monkeypa
     assert list(rows[0]) == PER_CLASS_COLUMNS and [r["case"] for r in rows] == [*test_ids, "mean"]
     assert 0.0 <= means["dice"] <= 1.0
     # Against the pieces by hand: the 2D window average, argmax, per-class medpy metrics of the first case.
-    image, label = cases[test_ids[0]]
+    image, label = ImageFolderSource(root, num_classes=3).read(test_ids[0])
     probability = sliding_window_probability(net, image, (32, 32), 8, 4, 3)
     expected = class_metrics(probability.argmax(0).numpy().astype(np.uint8), label, 3)
     assert float(rows[0]["dice_2"]) == pytest.approx(expected["dice_2"], abs=1e-6)
