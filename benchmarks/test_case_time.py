@@ -40,10 +40,11 @@ def main() -> None:
     parser.add_argument("--windows_per_batch", type=int, default=4)
     parser.add_argument("--whole_volume", type=int, default=0, choices=[0, 1])
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--cpu_allocator", choices=["reuse", "system"], default="reuse", help="reuse: as test_LA.py")
     args = parser.parse_args()
 
-    if torch.device(args.device).type == "cpu":
-        reuse_freed_memory()  # as test_LA.py does
+    if torch.device(args.device).type == "cpu" and args.cpu_allocator == "reuse":
+        reuse_freed_memory()
     net = VNet(n_classes=2, has_dropout=False).to(args.device).eval()
     image = np.random.default_rng(0).standard_normal(args.shape).astype(np.float32)
     strides = (args.stride_xy, args.stride_xy, args.stride_z)
@@ -70,8 +71,8 @@ def main() -> None:
         what = f"{windows} windows at stride {args.stride_xy}/{args.stride_z}"
     floor = matmul_gflops(args.device)
     print(
-        f"shape {tuple(args.shape)}, {what}, device={args.device}: median {per_case:.2f} s per case "
-        f"(min {min(times):.2f}, max {max(times):.2f}, n={len(times)})"
+        f"shape {tuple(args.shape)}, {what}, device={args.device} allocator={args.cpu_allocator}: "
+        f"median {per_case:.2f} s per case (min {min(times):.2f}, max {max(times):.2f}, n={len(times)})"
     )
     print(
         f"work {work / 1e12:.2f} TFLOP per case: {work / per_case / 1e9:.0f} GFLOP/s achieved; a float32 matrix "

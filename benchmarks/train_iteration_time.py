@@ -37,6 +37,7 @@ def main() -> None:
     parser.add_argument("--patch_size", type=int, nargs=3, default=[112, 112, 80])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--num_workers", type=int, default=1)
+    parser.add_argument("--cpu_allocator", choices=["reuse", "system"], default="reuse")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -46,7 +47,7 @@ def main() -> None:
         train_args = training_parser("", "bench", semi_supervised=semi).parse_args(
             ["--root_path", str(root), "--model_dir", str(Path(tmp) / "model"), "--labelnum", "2" if semi else "4",
              "--patch_size", *map(str, args.patch_size), "--max_iterations", str(args.iterations),
-             "--device", args.device, "--num_workers", str(args.num_workers)]
+             "--device", args.device, "--num_workers", str(args.num_workers), "--cpu_allocator", args.cpu_allocator]
         )  # fmt: skip
         run = train(train_args, args.method)
         log = (run / "log.txt").read_text()
@@ -55,8 +56,9 @@ def main() -> None:
     median = statistics.median(times)
     work = forward_flop(args.patch_size) * forwards_per_iteration(args.method, 4, 2, 8)
     print(
-        f"method={args.method} patch={args.patch_size} device={args.device}: median {median:.2f} s"
-        f" per iteration (min {min(times):.2f}, max {max(times):.2f}, n={len(times)}); peak RSS {peak_gib:.2f} GiB"
+        f"method={args.method} patch={args.patch_size} device={args.device} allocator={args.cpu_allocator}: "
+        f"median {median:.2f} s per iteration (min {min(times):.2f}, max {max(times):.2f}, n={len(times)}); "
+        f"peak RSS {peak_gib:.2f} GiB"
     )
     floor = matmul_gflops(args.device)
     print(

@@ -92,6 +92,12 @@ def training_parser(description: str, exp: str, semi_supervised: bool) -> argpar
     p.add_argument("--save_every", type=int, default=1000, help="checkpoint every N iterations (and at the end)")
     p.add_argument("--device", default=default_device(), help="cuda, cuda:1, cpu, ...")
     p.add_argument("--num_workers", type=int, default=2, help="data loader processes (0: load in the main one)")
+    p.add_argument(
+        "--cpu_allocator",
+        choices=["reuse", "system"],
+        default="reuse",
+        help="CPU: reuse freed memory (faster for large patches, more resident memory) or glibc's default",
+    )
     p.add_argument("--resume", default="", help="'auto': continue <run>/state_latest.pth if present; or a path")
     if semi_supervised:
         p.add_argument("--ema_decay", type=float, default=0.99)
@@ -314,7 +320,7 @@ def train(args: argparse.Namespace, consistency_on: ConsistencyOn) -> Path:
     """Train and return the run folder. `consistency_on`: "none" (supervised), "all" or "unlabeled" (UA-MT).
     Under torchrun, one process per device trains its share of every batch (utils.distributed)."""
     ranks, device = distributed.start(args.device)
-    if device.type == "cpu":
+    if device.type == "cpu" and getattr(args, "cpu_allocator", "reuse") == "reuse":
         reuse_freed_memory()  # no page faults for every 3D activation (utils/cpu_memory.py)
     try:
         return _train(args, consistency_on, ranks, device)
