@@ -28,11 +28,17 @@ NIFTI_SUFFIX = ".nii.gz"
 NNUNET_CHANNEL = "_0000"  # nnU-Net names the first (only) channel of an image <ID>_0000.nii.gz
 
 
-def zscore(image: np.ndarray, where: Path) -> np.ndarray:
-    """(x - mean) / std over the whole image, as the LA preprocessing normalises each volume."""
+NORMALIZATIONS = ("zscore", "none")
+
+
+def normalize(image: np.ndarray, where: Path, normalization: str = "zscore") -> np.ndarray:
+    """float32; with "zscore" (x - mean) / std over the whole image, as the LA preprocessing normalises each volume,
+    with "none" as stored (for images normalised beforehand)."""
     image = image.astype(np.float32, copy=False)
     if not np.all(np.isfinite(image)):
         raise DataError(f"{where}: the image holds {np.count_nonzero(~np.isfinite(image))} NaN/Inf values; fix them")
+    if normalization == "none":
+        return image
     std = float(image.std())
     if std == 0:
         raise DataError(f"{where}: the image is constant; remove it from the lists")
@@ -60,6 +66,7 @@ class Source:
 
     dimensions = 3
     name = ""
+    normalization = "zscore"  # NIfTI and 2D images; LA h5 volumes are read as stored (normalised by the release)
 
     def __init__(self, root: str | Path, num_classes: int = 2):
         self.root = Path(root)
@@ -183,7 +190,7 @@ class NiftiSource(Source):
     def read(self, case_id: str) -> tuple[np.ndarray, np.ndarray | None]:
         path = self.path(case_id)
         self.inspect(case_id)  # label and image on the same grid
-        image = zscore(np.asarray(self._load(path).dataobj, dtype=np.float32), path)
+        image = normalize(np.asarray(self._load(path).dataobj, dtype=np.float32), path, self.normalization)
         label = None
         if self.has_label(case_id):
             label_path = self.labels[case_id]
@@ -305,7 +312,7 @@ class ImageFolderSource(Source):
                     f"the image's size"
                 )
             label = self._geometry(check_label(mask, self.num_classes, mask_path), nearest=True)
-        return zscore(self._geometry(image, nearest=False), path), label
+        return normalize(self._geometry(image, nearest=False), path, self.normalization), label
 
     def inspect(self, case_id: str) -> tuple[int, ...]:
         return self.read(case_id)[0].shape
@@ -344,14 +351,17 @@ def open_folder(
     num_classes: int = 2,
     center_crop: Sequence[int] | None = None,
     resize: Sequence[int] | None = None,
+    normalization: str = "zscore",
 ) -> Source:
     """New cases lying in `folder` itself (no labels): NIfTI volumes if it holds any, else 2D images."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: folder not found; pass a folder of .nii.gz volumes or 2D images")
     if any(folder.glob(f"*{NIFTI_SUFFIX}")):
-        return NiftiSource.of_folder(folder, num_classes)
-    source = ImageFolderSource(folder, num_classes, center_crop, resize, images_folder=folder)
+        source: Source = NiftiSource.of_folder(folder, num_classes)
+    else:
+        source = ImageFolderSource(folder, num_classes, center_crop, resize, images_folder=folder)
+    source.normalization = normalization
     if not source.images:
         raise DataError(f"{folder}: no .nii.gz volume nor image ({', '.join(IMAGE_SUFFIXES)}) found")
     return source
@@ -362,15 +372,19 @@ def open_source(
     num_classes: int = 2,
     center_crop: Sequence[int] | None = None,
     resize: Sequence[int] | None = None,
+    normalization: str = "zscore",
 ) -> Source:
     """The source whose layout `root` has: imagesTr/ → NIfTI, images/ → 2D images, otherwise the LA h5 layout."""
     root = Path(root)
     if (root / "imagesTr").is_dir() or (root / "imagesTs").is_dir():
         source: Source = NiftiSource(root, num_classes)
     elif (root / "images").is_dir():
-        return ImageFolderSource(root, num_classes, center_crop, resize)
+        source = ImageFolderSource(root, num_classes, center_crop, resize)
     else:
         source = LASource(root, num_classes)
-    if center_crop or resize:
+    if (center_crop or resize) and source.dimensions != 2:
         raise DataError(f"--center_crop and --resize apply to 2D images; {root} holds {source.name} volumes")
+    if normalization not in NORMALIZATIONS:
+        raise DataError(f"--normalization {normalization}: choose one of {', '.join(NORMALIZATIONS)}")
+    source.normalization = normalization
     return source

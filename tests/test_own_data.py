@@ -39,12 +39,13 @@ def test_echo_frames_train_test_predict(tmp_path):
 
     # The test takes the crop and resize from the run; predictions go back to the 80 x 100 frames.
     result = run("test_LA.py", "--root_path", root, "--model_dir", model, "--model", "echo", "--iteration", "3",
-                 "--patch_size", "48", "48", "--stride_xy", "16", "--device", "cpu", cwd=tmp_path)  # fmt: skip
+                 "--stride_xy", "16", "--device", "cpu", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr
     out = model / "echo" / "test_iter_3"
     rows = metrics(out / "metrics.csv")
     assert [r["case"] for r in rows] == ["frame_008", "frame_009", "mean"]
-    assert json.loads((out / "test.json").read_text())["resize"] == [64, 64]
+    settings = json.loads((out / "test.json").read_text())
+    assert (settings["resize"], settings["patch_size"]) == ([64, 64], [48, 48])  # the run's, from its run.json
     prediction = np.asarray(Image.open(out / "frame_008_pred.png"))
     assert prediction.shape == (80, 100) and set(np.unique(prediction)) <= {0, 255}
 
@@ -71,11 +72,12 @@ def test_labelled_list_chooses_the_labelled_cases(tmp_path):
     root = make_synthetic_echo(tmp_path / "echo", n_train=6, n_test=1, labelled=3, shape=(64, 64), seed=5)
     (tmp_path / "labelled.txt").write_text("frame_002\nframe_000\n")
     model = tmp_path / "model"
-    result = run("train_uamt.py", "--root_path", root, "--model_dir", model, "--exp", "l", "--patch_size", "32", "32",
+    result = run("train_uamt.py", "--root_path", root, "--model_dir", model, "--exp", "l",
                  "--labeled_list", tmp_path / "labelled.txt", *FAST, cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr
     info = json.loads((model / "l" / "run.json").read_text())
     assert (info["labelled"], info["unlabelled"]) == (2, 4)
+    assert info["args"]["patch_size"] == [256, 256]  # no --patch_size: the 2D default, as the data are 2D
     (tmp_path / "labelled.txt").write_text("frame_002\nframe_004\n")  # frame_004 has no mask
     result = run("train_uamt.py", "--root_path", root, "--model_dir", model, "--exp", "m", "--patch_size", "32", "32",
                  "--labeled_list", tmp_path / "labelled.txt", *FAST, cwd=tmp_path)  # fmt: skip

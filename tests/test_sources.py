@@ -57,6 +57,8 @@ def test_nifti_cases_lists_labels_and_geometry(nifti_root, tmp_path):
     written = nib.load(path)
     np.testing.assert_allclose(written.affine, affine, rtol=1e-6)  # the input's geometry (stored as float32)
     np.testing.assert_array_equal(np.asarray(written.dataobj), prediction)
+    raw = open_source(root, num_classes=3, normalization="none").read("c2")[0]
+    np.testing.assert_array_equal(raw, cases["c2"][0])  # --normalization none: as stored
     # Lists, when present, choose the cases.
     (root / "train.list").write_text("c3\nc1\n")
     assert open_source(root, num_classes=3).list_ids("train") == ["c3", "c1"]

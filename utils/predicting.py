@@ -13,12 +13,12 @@ import torch
 from tqdm import tqdm
 
 from dataloaders.la_heart import DataError
-from dataloaders.sources import open_folder
+from dataloaders.sources import NORMALIZATIONS, open_folder
 from utils.cpu_memory import reuse_freed_memory
 from utils.evaluation import sliding_window_probability
 from utils.prediction import mc_dropout_entropy, overlay_panel
 from utils.testing import fill_from_training, load_network
-from utils.training import default_device, run_guarded
+from utils.training import DEFAULT_PATCH, default_device, run_guarded
 
 
 def predicting_parser() -> argparse.ArgumentParser:
@@ -30,6 +30,7 @@ def predicting_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, help="folder of .nii.gz volumes or of 2D images (png, jpg, tif, dcm)")
     p.add_argument("--out", default="", help="output folder (default: <input>_pred)")
     p.add_argument("--patch_size", type=int, nargs="+", default=None, help="default: the run's (run.json)")
+    p.add_argument("--normalization", choices=NORMALIZATIONS, default=None, help="default: the run's, else zscore")
     p.add_argument("--center_crop", type=int, nargs=2, default=None, help="2D; default: the run's")
     p.add_argument("--resize", type=int, nargs=2, default=None, help="2D; default: the run's")
     p.add_argument("--stride_xy", type=int, default=18)
@@ -43,13 +44,12 @@ def predicting_parser() -> argparse.ArgumentParser:
 
 def predict(args: argparse.Namespace) -> Path:
     checkpoint = Path(args.checkpoint)
-    fill_from_training(args, checkpoint, ("patch_size", "center_crop", "resize"))
+    fill_from_training(args, checkpoint, ("patch_size", "center_crop", "resize", "normalization"))
     if torch.device(args.device).type == "cpu":
         reuse_freed_memory()
     net, num_classes = load_network(checkpoint, args.device, has_dropout=args.mc_passes > 0)
-    source = open_folder(args.input, num_classes, args.center_crop, args.resize)
-    if args.patch_size is None:
-        args.patch_size = [112, 112, 80] if source.dimensions == 3 else [256, 256]
+    source = open_folder(args.input, num_classes, args.center_crop, args.resize, args.normalization or "zscore")
+    args.patch_size = args.patch_size or list(DEFAULT_PATCH[source.dimensions])
     if net.dimensions != source.dimensions or len(args.patch_size) != net.dimensions:
         raise DataError(
             f"{checkpoint} is a {net.dimensions}D V-Net; {args.input} holds {source.dimensions}D cases and "

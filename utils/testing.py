@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from dataloaders.checks import check_dataset
 from dataloaders.la_heart import DataError
-from dataloaders.sources import open_source
+from dataloaders.sources import NORMALIZATIONS, open_source
 from networks.vnet import VNet
 from utils.checkpoint import load_checkpoint
 from utils.cpu_memory import reuse_freed_memory
@@ -27,7 +27,7 @@ from utils.evaluation import (
     summarize,
     whole_volume_probability,
 )
-from utils.training import check_dimensions, default_device, machine_description, run_guarded
+from utils.training import DEFAULT_PATCH, check_dimensions, default_device, machine_description, run_guarded
 
 
 def testing_parser() -> argparse.ArgumentParser:
@@ -43,9 +43,10 @@ def testing_parser() -> argparse.ArgumentParser:
         "--patch_size",
         type=int,
         nargs="+",
-        default=[112, 112, 80],
+        default=None,
         metavar="SIDE",
-        help="window W H D for a 3D checkpoint, W H for a 2D one",
+        help="window W H D for a 3D checkpoint, W H for a 2D one; default: the run's (run.json), else 112 112 80 / "
+        "256 256",
     )
     p.add_argument("--stride_xy", type=int, default=18)
     p.add_argument("--stride_z", type=int, default=4, help="(3D only)")
@@ -65,6 +66,7 @@ def testing_parser() -> argparse.ArgumentParser:
         default="headers",
         help="check the cases before testing: file headers, or every voxel",
     )
+    p.add_argument("--normalization", choices=NORMALIZATIONS, default=None, help="default: the run's, else zscore")
     p.add_argument("--center_crop", type=int, nargs=2, default=None, help="2D images; default: the run's (run.json)")
     p.add_argument("--resize", type=int, nargs=2, default=None, help="2D images; default: the run's (run.json)")
     p.add_argument("--device", default=default_device())
@@ -130,8 +132,9 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
         reuse_freed_memory()
     checkpoint = run / f"iter_{args.iteration}.pth"
     net, num_classes = load_network(checkpoint, args.device)
-    fill_from_training(args, checkpoint, ("center_crop", "resize"))
-    source = open_source(args.root_path, num_classes, args.center_crop, args.resize)
+    fill_from_training(args, checkpoint, ("patch_size", "center_crop", "resize", "normalization"))
+    args.patch_size = args.patch_size or list(DEFAULT_PATCH[net.dimensions])
+    source = open_source(args.root_path, num_classes, args.center_crop, args.resize, args.normalization or "zscore")
     patch_fits = len(args.patch_size) == net.dimensions
     if not patch_fits and not args.whole_volume:  # the whole-volume pass uses no patch
         raise DataError(

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from dataloaders.checks import check_dataset
 from dataloaders.la_heart import DataError, LAHeart, TrainTransform, TwoStreamBatchSampler
-from dataloaders.sources import Source, open_source
+from dataloaders.sources import NORMALIZATIONS, Source, open_source
 from networks.vnet import SIDE_MULTIPLE, VNet
 from utils import distributed, ramps
 from utils.checkpoint import all_finite, load_checkpoint, restore_training_state, save_atomic, training_state
@@ -47,9 +47,11 @@ T = TypeVar("T")
 IMAGE_EVERY = 50
 STATE_FILE = "state_latest.pth"  # the full training state, for --resume
 RESUME_MUST_MATCH = ("root_path", "labelnum", "batch_size", "labeled_bs", "patch_size", "seed", "num_classes",
-                     "labeled_list", "center_crop", "resize")  # fmt: skip
+                     "labeled_list", "center_crop", "resize", "normalization")  # fmt: skip
 # Flags added after states were first saved: an older state ran with these values.
-RESUME_DEFAULTS = {"num_classes": 2, "labeled_list": "", "center_crop": None, "resize": None}
+RESUME_DEFAULTS = {"num_classes": 2, "labeled_list": "", "center_crop": None, "resize": None, "normalization": "zscore"}
+# --patch_size when none is given: the paper's for volumes, a common 2D training size for images.
+DEFAULT_PATCH = {3: [112, 112, 80], 2: [256, 256]}
 
 
 def default_device() -> str:
@@ -80,11 +82,18 @@ def training_parser(description: str, exp: str, semi_supervised: bool) -> argpar
         "--patch_size",
         type=int,
         nargs="+",
-        default=[112, 112, 80],
+        default=None,
         metavar="SIDE",
-        help="W H D for volumes (a 3D V-Net), W H for 2D images (a 2D V-Net); multiples of 16",
+        help="W H D for volumes (a 3D V-Net), W H for 2D images (a 2D V-Net); multiples of 16. Default: "
+        "112 112 80 (the paper's) for volumes, 256 256 for 2D images",
     )
     p.add_argument("--num_classes", type=int, default=2, help="K: classes of the label maps, background included")
+    p.add_argument(
+        "--normalization",
+        choices=NORMALIZATIONS,
+        default="zscore",
+        help="NIfTI and 2D images: per-image z-score or none",
+    )
     p.add_argument("--center_crop", type=int, nargs=2, default=None, metavar=("ROWS", "COLS"), help="2D images")
     p.add_argument(
         "--resize", type=int, nargs=2, default=None, metavar=("ROWS", "COLS"), help="2D images, after --center_crop"
@@ -336,10 +345,12 @@ def _train(
     semi = consistency_on != "none"
     if not semi:
         args.labeled_bs = args.batch_size
+    source = open_source(args.root_path, args.num_classes, args.center_crop, args.resize, args.normalization)
+    if args.patch_size is None:  # the network's dimensionality follows the data's
+        args.patch_size = list(DEFAULT_PATCH[source.dimensions])
     check_args(args, semi)
     # Lists and train-case headers first, then every voxel of the cases used as they are loaded: a data mistake
     # stops the run before it writes anything.
-    source = open_source(args.root_path, args.num_classes, args.center_crop, args.resize)
     report = check_dataset(source, ("train",), args.patch_size)
     train_ids = report.ids["train"]
     dimensions = len(args.patch_size)  # 3: volumes, the paper's V-Net; 2: images
