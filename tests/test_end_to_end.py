@@ -464,10 +464,8 @@ def test_training_and_testing_on_2d_images_with_three_classes(tmp_path, monkeypa
         "0",
     ]
     with pytest.raises(DataError, match="a 2D V-Net, but --patch_size has 3 sides"):
-        testing.evaluate(testing.testing_parser().parse_args(base))  # the 3D default patch
-    means = testing.evaluate(
-        testing.testing_parser().parse_args([*base, "--patch_size", "32", "32", "--stride_xy", "8"])
-    )
+        testing.evaluate(testing.testing_parser().parse_args([*base, "--patch_size", "32", "32", "32"]))
+    means = testing.evaluate(testing.testing_parser().parse_args([*base, "--stride_xy", "8"]))  # the run's 32 x 32
     rows = list(csv.DictReader(open(run_dir / "test_iter_2" / "metrics.csv")))
     assert list(rows[0]) == PER_CLASS_COLUMNS and [r["case"] for r in rows] == [*test_ids, "mean"]
     assert 0.0 <= means["dice"] <= 1.0

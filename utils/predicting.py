@@ -13,12 +13,12 @@ import torch
 from tqdm import tqdm
 
 from dataloaders.la_heart import DataError
-from dataloaders.sources import NORMALIZATIONS, open_folder
+from dataloaders.sources import open_folder
 from utils.cpu_memory import reuse_freed_memory
 from utils.evaluation import sliding_window_probability
 from utils.prediction import mc_dropout_entropy, overlay_panel
 from utils.testing import fill_from_training, load_network
-from utils.training import DEFAULT_PATCH, default_device, run_guarded
+from utils.training import DEFAULT_PATCH, add_data_flags, default_device, run_guarded
 
 
 def predicting_parser() -> argparse.ArgumentParser:
@@ -29,10 +29,7 @@ def predicting_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="an iter_<N>.pth written by training")
     p.add_argument("--input", required=True, help="folder of .nii.gz volumes or of 2D images (png, jpg, tif, dcm)")
     p.add_argument("--out", default="", help="output folder (default: <input>_pred)")
-    p.add_argument("--patch_size", type=int, nargs="+", default=None, help="default: the run's (run.json)")
-    p.add_argument("--normalization", choices=NORMALIZATIONS, default=None, help="default: the run's, else zscore")
-    p.add_argument("--center_crop", type=int, nargs=2, default=None, help="2D; default: the run's")
-    p.add_argument("--resize", type=int, nargs=2, default=None, help="2D; default: the run's")
+    add_data_flags(p, from_run=True)
     p.add_argument("--stride_xy", type=int, default=18)
     p.add_argument("--stride_z", type=int, default=4)
     p.add_argument("--windows_per_batch", type=int, default=4)

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from dataloaders.checks import check_dataset
 from dataloaders.la_heart import DataError
-from dataloaders.sources import NORMALIZATIONS, open_source
+from dataloaders.sources import open_source
 from networks.vnet import VNet
 from utils.checkpoint import load_checkpoint
 from utils.cpu_memory import reuse_freed_memory
@@ -27,7 +27,14 @@ from utils.evaluation import (
     summarize,
     whole_volume_probability,
 )
-from utils.training import DEFAULT_PATCH, check_dimensions, default_device, machine_description, run_guarded
+from utils.training import (
+    DEFAULT_PATCH,
+    add_data_flags,
+    check_dimensions,
+    default_device,
+    machine_description,
+    run_guarded,
+)
 
 
 def testing_parser() -> argparse.ArgumentParser:
@@ -39,15 +46,7 @@ def testing_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="UAMT_unlabel", help="run name (--exp of training)")
     p.add_argument("--model_dir", default="model", help="folder of runs")
     p.add_argument("--iteration", type=int, default=6000, help="evaluate <model_dir>/<model>/iter_<N>.pth")
-    p.add_argument(
-        "--patch_size",
-        type=int,
-        nargs="+",
-        default=None,
-        metavar="SIDE",
-        help="window W H D for a 3D checkpoint, W H for a 2D one; default: the run's (run.json), else 112 112 80 / "
-        "256 256",
-    )
+    add_data_flags(p, from_run=True)
     p.add_argument("--stride_xy", type=int, default=18)
     p.add_argument("--stride_z", type=int, default=4, help="(3D only)")
     p.add_argument("--split", default="test", help="which <split>.list to evaluate")
@@ -66,9 +65,6 @@ def testing_parser() -> argparse.ArgumentParser:
         default="headers",
         help="check the cases before testing: file headers, or every voxel",
     )
-    p.add_argument("--normalization", choices=NORMALIZATIONS, default=None, help="default: the run's, else zscore")
-    p.add_argument("--center_crop", type=int, nargs=2, default=None, help="2D images; default: the run's (run.json)")
-    p.add_argument("--resize", type=int, nargs=2, default=None, help="2D images; default: the run's (run.json)")
     p.add_argument("--device", default=default_device())
     return p
 

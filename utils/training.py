@@ -78,26 +78,8 @@ def training_parser(description: str, exp: str, semi_supervised: bool) -> argpar
     p.add_argument("--lr_step", type=int, default=2500, help="lr x 0.1 every this many iterations")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--deterministic", type=int, default=1, help="1: seeded, cudnn deterministic; 0: cudnn.benchmark")
-    p.add_argument(
-        "--patch_size",
-        type=int,
-        nargs="+",
-        default=None,
-        metavar="SIDE",
-        help="W H D for volumes (a 3D V-Net), W H for 2D images (a 2D V-Net); multiples of 16. Default: "
-        "112 112 80 (the paper's) for volumes, 256 256 for 2D images",
-    )
+    add_data_flags(p, from_run=False)
     p.add_argument("--num_classes", type=int, default=2, help="K: classes of the label maps, background included")
-    p.add_argument(
-        "--normalization",
-        choices=NORMALIZATIONS,
-        default="zscore",
-        help="NIfTI and 2D images: per-image z-score or none",
-    )
-    p.add_argument("--center_crop", type=int, nargs=2, default=None, metavar=("ROWS", "COLS"), help="2D images")
-    p.add_argument(
-        "--resize", type=int, nargs=2, default=None, metavar=("ROWS", "COLS"), help="2D images, after --center_crop"
-    )
     p.add_argument("--save_every", type=int, default=1000, help="checkpoint every N iterations (and at the end)")
     p.add_argument("--device", default=default_device(), help="cuda, cuda:1, cpu, ...")
     p.add_argument("--num_workers", type=int, default=2, help="data loader processes (0: load in the main one)")
@@ -130,6 +112,31 @@ def training_parser(description: str, exp: str, semi_supervised: bool) -> argpar
             help="1: consistency only where U < H(t) (UA-MT); 0: on every voxel, H = inf (the mean-teacher ablation)",
         )
     return p
+
+
+def add_data_flags(p: argparse.ArgumentParser, from_run: bool) -> None:
+    """--patch_size, --normalization, --center_crop, --resize: how cases are cut and scaled. With `from_run` (test,
+    predict) unset values are the trained run's, from its run.json."""
+    run = "; default: the run's (run.json)" if from_run else ""
+    p.add_argument(
+        "--patch_size",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="SIDE",
+        help="W H D for volumes (a 3D V-Net), W H for 2D images (a 2D V-Net); multiples of 16"
+        + (run or "; default: 112 112 80 (the paper's) for volumes, 256 256 for 2D images"),
+    )
+    p.add_argument(
+        "--normalization",
+        choices=NORMALIZATIONS,
+        default=None if from_run else "zscore",
+        help="NIfTI and 2D images: z-score each image, or none" + run,
+    )
+    p.add_argument("--center_crop", type=int, nargs=2, default=None, metavar=("ROWS", "COLS"), help="2D images" + run)
+    p.add_argument(
+        "--resize", type=int, nargs=2, default=None, metavar=("ROWS", "COLS"), help="2D, after --center_crop" + run
+    )
 
 
 def check_args(args: argparse.Namespace, semi: bool) -> None:
