@@ -280,7 +280,11 @@ class ImageFolderSource(Source):
         return self.images[case_id]
 
     def mask_path(self, case_id: str) -> Path | None:
-        return _find(self.root / "masks", case_id, MASK_SUFFIXES)
+        path = _find(self.root / "masks", case_id, MASK_SUFFIXES)
+        lossy = _find(self.root / "masks", case_id, (".jpg", ".jpeg")) if path is None else None
+        if lossy is not None:  # else the case would silently count as unlabelled
+            raise DataError(f"{lossy}: JPEG compression changes label values; save the mask as PNG or TIFF")
+        return path
 
     def has_label(self, case_id: str) -> bool:
         return self.mask_path(case_id) is not None

@@ -115,6 +115,10 @@ def test_image_folder_reads_frames_and_masks(echo_root):
         np.testing.assert_array_equal(label, frames[case_id][1] // 255)  # 0/255 read as 0/1
     image, label = source.read("f3")  # JPEG, no mask: unlabelled
     assert label is None and image.shape == (70, 100) and not source.has_label("f3")
+    # A JPEG mask is refused rather than ignored (which would make the case unlabelled without a word).
+    Image.fromarray(frames["f1"][1]).save(root / "masks" / "f3.jpg")
+    with pytest.raises(DataError, match="f3.jpg: JPEG compression changes label values; save the mask as PNG"):
+        source.read("f3")
     # 0/255 is binary only for two classes: with three it is a mistake, named.
     with pytest.raises(DataError, match="f1.png: label values 0..255 fall outside 0..2"):
         open_source(root, num_classes=3).read("f1")
