@@ -318,9 +318,6 @@ class ImageFolderSource(Source):
             label = self._geometry(check_label(mask, self.num_classes, mask_path), nearest=True)
         return normalize(self._geometry(image, nearest=False), path, self.normalization), label
 
-    def inspect(self, case_id: str) -> tuple[int, ...]:
-        return self.read(case_id)[0].shape
-
     def restore_geometry(self, array: np.ndarray, original_shape: tuple[int, int]) -> np.ndarray:
         """Undo `resize` (nearest neighbour) and `center_crop` (zeros outside the crop) of a label-like map."""
         box = self._crop_box(original_shape)
@@ -365,10 +362,9 @@ def open_folder(
         source: Source = NiftiSource.of_folder(folder, num_classes)
     else:
         source = ImageFolderSource(folder, num_classes, center_crop, resize, images_folder=folder)
-    source.normalization = normalization
     if not source.images:
         raise DataError(f"{folder}: no .nii.gz volume nor image ({', '.join(IMAGE_SUFFIXES)}) found")
-    return source
+    return _configured(source, center_crop, resize, normalization)
 
 
 def open_source(
@@ -386,8 +382,15 @@ def open_source(
         source = ImageFolderSource(root, num_classes, center_crop, resize)
     else:
         source = LASource(root, num_classes)
+    return _configured(source, center_crop, resize, normalization)
+
+
+def _configured(
+    source: Source, center_crop: Sequence[int] | None, resize: Sequence[int] | None, normalization: str
+) -> Source:
+    """The options every source takes, checked: crop and resize for 2D images only, a known normalisation."""
     if (center_crop or resize) and source.dimensions != 2:
-        raise DataError(f"--center_crop and --resize apply to 2D images; {root} holds {source.name} volumes")
+        raise DataError(f"--center_crop and --resize apply to 2D images; {source.root} holds {source.name} volumes")
     if normalization not in NORMALIZATIONS:
         raise DataError(f"--normalization {normalization}: choose one of {', '.join(NORMALIZATIONS)}")
     source.normalization = normalization
