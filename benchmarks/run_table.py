@@ -1,17 +1,20 @@
 """Train, test and summarise the runs of a results table: methods x seeds, each tested at its final iteration.
 
-    python3 prepare_la_half.py && python3 benchmarks/run_table.py --config la_half      # CPU, RESULTS.md
-    python3 benchmarks/run_table.py --config paper                                     # the paper's rows, one GPU
+    python3 prepare_la_half.py && python3 benchmarks/run_table.py --config la_half --parallel 2   # CPU, RESULTS.md
+    python3 benchmarks/run_table.py --config paper --device cuda                                  # the paper's rows
 
-Each job trains (`--resume auto`: an interrupted table continues where it stopped), then tests the final iteration;
-a finished and tested run is skipped. Jobs run `--parallel` at a time, the CPU threads split between them. Every
-command is printed, and logged in <run>/job.log. Nothing reads test.list before a run's final model exists.
+Each job trains (`--resume auto`: an interrupted table continues where it stopped), then tests the final iteration
+and copies the small results (run.json, test_iter_<N>/test.json and metrics.csv) to results/<config>/<run>/, which
+is committed: a run whose results are there is skipped, so a later sitting on a fresh machine runs only what is
+missing. Jobs run `--parallel` at a time, the CPU threads split between them. Every command is printed, and logged
+in <run>/job.log. Nothing reads test.list before a run's final model exists.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -29,7 +32,8 @@ class Scale:
     patch: tuple[int, int, int]
     iterations: int
     lr_step: int  # the release's 2500 of 6000, scaled
-    rampup_epoch_iters: int  # the release's 150 of 6000, scaled: lambda reaches its maximum at the end
+    rampup_epoch_iters: int  # iterations per ramp-up "epoch" of lambda(t) (the release's 150)
+    consistency_rampup: float  # lambda(t)'s ramp in those epochs (the release's 40: the maximum at the end)
     stride_xy: int
     stride_z: int
     save_every: int
@@ -37,19 +41,28 @@ class Scale:
 
 CONFIGS = {
     # The paper: full resolution, 6000 iterations, windows at stride 18/4.
-    "paper": Scale("data/LA", (112, 112, 80), 6000, 2500, 150, 18, 4, 1000),
-    # Half resolution (prepare_la_half.py; volumes ~97x71x44), sized for 2 CPU cores (RESULTS.md): a 48x48x32
-    # patch, 240 iterations (the release's schedule / 25), test windows at half-patch stride in x, y.
-    "la_half": Scale("data/LA_half", (48, 48, 32), 240, 100, 6, 24, 12, 80),
+    "paper": Scale("data/LA", (112, 112, 80), 6000, 2500, 150, 40, 18, 4, 1000),
+    # The LA-half arena (prepare_la_half.py; volumes ~97x71x44), sized for 2 CPU cores (RESULTS.md): a 48x48x32
+    # patch, 1200 iterations, lr x0.1 every 500, lambda(t) ramped over 8 epochs of 150 iterations (0.1 at the end),
+    # test windows at the reference's density on the half grid (stride 9 in x, y, 2 in z).
+    "la_half": Scale("data/LA_half", (48, 48, 32), 1200, 500, 150, 8, 9, 2, 200),
 }
-# group -> (method, --labelnum, extra flags); the three core rows first, then the ablations.
+# group -> (method, --labelnum, extra flags). Order = run order within a seed: the floor (supervised:80) first, long
+# UA-MT jobs beside short supervised ones.
 GROUPS = {
-    "supervised:16": ("supervised", 16, []),
-    "uamt_unlabel:16": ("uamt_unlabel", 16, []),
     "supervised:80": ("supervised", 80, []),
+    "uamt_unlabel:16": ("uamt_unlabel", 16, []),
+    "supervised:16": ("supervised", 16, []),
+    "uamt_unlabel:8": ("uamt_unlabel", 8, []),
+    "supervised:8": ("supervised", 8, []),
     "uamt_unlabel_nomask:16": ("uamt_unlabel", 16, ["--uncertainty_mask", "0"]),
     "uamt:16": ("uamt", 16, []),
 }
+DEFAULT_GROUPS = list(GROUPS)[:6]
+# The paired tests of the table: (A, B) for each that has both groups.
+COMPARE = [("uamt_unlabel:8", "supervised:8"), ("uamt_unlabel:16", "supervised:16"),
+           ("uamt_unlabel:16", "uamt_unlabel_nomask:16"), ("supervised:80", "supervised:16")]  # fmt: skip
+KEPT = ("run.json", "test_iter_{final}/test.json", "test_iter_{final}/metrics.csv")  # what results/ keeps of a run
 
 
 def job_commands(group: str, seed: int, scale: Scale, model_dir: str, device: str) -> tuple[str, list[list[str]]]:
@@ -61,15 +74,31 @@ def job_commands(group: str, seed: int, scale: Scale, model_dir: str, device: st
              "--max_iterations", str(scale.iterations), "--lr_step", str(scale.lr_step),
              "--save_every", str(scale.save_every), "--num_workers", "0", "--resume", "auto", *extra]  # fmt: skip
     if method != "supervised":
-        train += ["--rampup_epoch_iters", str(scale.rampup_epoch_iters)]
+        train += ["--rampup_epoch_iters", str(scale.rampup_epoch_iters),
+                  "--consistency_rampup", str(scale.consistency_rampup)]  # fmt: skip
     test = [sys.executable, "test_LA.py", *common, "--model", exp, "--iteration", str(scale.iterations),
             "--stride_xy", str(scale.stride_xy), "--stride_z", str(scale.stride_z), "--save_nifti", "0"]  # fmt: skip
     return exp, [train, test]
 
 
-def run_job(exp: str, commands: list[list[str]], run: Path, threads: int, final: int) -> str:
-    if (run / "run.json").is_file() and (run / f"test_iter_{final}" / "metrics.csv").is_file():
-        return f"{exp}: done before, skipped"
+def has_results(folder: Path, final: int) -> bool:
+    return all((folder / name.format(final=final)).is_file() for name in KEPT)
+
+
+def keep_results(run: Path, kept: Path, final: int) -> None:
+    """Copy a tested run's small results (no checkpoints, no volumes) to `kept`."""
+    for name in KEPT:
+        target = kept / name.format(final=final)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(run / name.format(final=final), target)
+
+
+def run_job(exp: str, commands: list[list[str]], run: Path, kept: Path, threads: int, final: int) -> str:
+    if has_results(kept, final):
+        return f"{exp}: in {kept}, skipped"
+    if has_results(run, final):
+        keep_results(run, kept, final)
+        return f"{exp}: done before, results copied to {kept}"
     run.mkdir(parents=True, exist_ok=True)
     env = os.environ | {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     start = time.perf_counter()
@@ -79,21 +108,24 @@ def run_job(exp: str, commands: list[list[str]], run: Path, threads: int, final:
             log.flush()
             if subprocess.run(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT).returncode:
                 return f"{exp}: FAILED, see {run / 'job.log'}"
+    keep_results(run, kept, final)
     return f"{exp}: trained and tested in {(time.perf_counter() - start) / 60:.1f} min"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", choices=sorted(CONFIGS), default="la_half")
-    parser.add_argument("--groups", nargs="+", default=list(GROUPS)[:3], choices=list(GROUPS))
+    parser.add_argument("--groups", nargs="+", default=DEFAULT_GROUPS, choices=list(GROUPS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[1337, 1338, 1339])
     parser.add_argument("--model_dir", help="default: model/<config>")
+    parser.add_argument("--results_dir", help="where the small results are kept (committed); default: results/<config>")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--parallel", type=int, default=1, help="jobs at a time (CPU: 2 single-thread jobs)")
     parser.add_argument("--dry_run", action="store_true", help="print the commands only")
     args = parser.parse_args()
     scale = CONFIGS[args.config]
     model_dir = args.model_dir or f"model/{args.config}"
+    results = Path(args.results_dir or REPO / "results" / args.config)
     threads = max(1, (os.cpu_count() or 1) // args.parallel)
 
     # Seed-major order: with fewer seeds done, every group still has the same number of runs.
@@ -105,14 +137,13 @@ def main() -> None:
         return
     with ThreadPoolExecutor(args.parallel) as pool:
         futures = [
-            pool.submit(run_job, exp, commands, REPO / model_dir / exp, threads, scale.iterations)
+            pool.submit(run_job, exp, commands, REPO / model_dir / exp, results / exp, threads, scale.iterations)
             for exp, commands in jobs
         ]
         for future in futures:
             print(future.result(), flush=True)
-    runs = [str(REPO / model_dir / exp) for exp, _ in jobs]
-    compare = [["uamt_unlabel:16", "supervised:16"], ["uamt_unlabel:16", "uamt_unlabel_nomask:16"]]
-    compare_flags = [x for a, b in compare if {a, b} <= set(args.groups) for x in ("--compare", a, b)]
+    runs = [str(results / exp) for exp, _ in jobs if has_results(results / exp, scale.iterations)]
+    compare_flags = [x for a, b in COMPARE if {a, b} <= set(args.groups) for x in ("--compare", a, b)]
     out = REPO / model_dir / "table.md"
     subprocess.run([sys.executable, "summarize.py", *runs, *compare_flags, "--out", str(out)], cwd=REPO, check=True)
 
