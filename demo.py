@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 
 from dataloaders.synthetic import make_synthetic_la
+from methods import UAMTUnlabel
 from utils.testing import evaluate, testing_parser
 from utils.training import run_guarded, train, training_parser
 
@@ -32,7 +33,7 @@ def main() -> None:
         ["--device", args.device] if args.device else []
     )
     # A short run: the lr step, the lambda(t) ramp (10 steps of n/10 iterations) and the checkpoints scale with n.
-    train_args = training_parser("", "demo_UAMT_unlabel", semi_supervised=True).parse_args(
+    train_args = training_parser("", "demo_UAMT_unlabel", UAMTUnlabel).parse_args(
         [*common, "--exp", "demo_UAMT_unlabel", "--labelnum", str(args.labelnum), "--max_iterations", str(n),
          "--lr_step", str(max(n * 5 // 12, 1)), "--rampup_epoch_iters", str(max(n // 10, 1)),
          "--consistency_rampup", "10", "--save_every", str(n)]
@@ -40,7 +41,7 @@ def main() -> None:
     test_args = testing_parser().parse_args(
         [*common, "--model", "demo_UAMT_unlabel", "--iteration", str(n), "--stride_xy", "16", "--stride_z", "8"]
     )
-    run_guarded(lambda: (train(train_args, "unlabeled"), evaluate(test_args)))
+    run_guarded(lambda: (train(train_args, UAMTUnlabel), evaluate(test_args)))
     run = Path(train_args.model_dir) / train_args.exp
     print(f"\nTensorBoard: tensorboard --logdir {run / 'log'}\nPredictions and metrics.csv: {run / f'test_iter_{n}'}/")
 

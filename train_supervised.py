@@ -1,7 +1,7 @@
 """V-Net trained on the labelled cases alone (the first --labelnum of train.list; 80 gives the upper bound)."""
 
-from utils.training import run_training, training_parser
+from methods import Supervised
+from utils.training import run_training
 
 if __name__ == "__main__":
-    parser = training_parser(__doc__, exp="vnet_supervised", semi_supervised=False)
-    run_training(parser, consistency_on="none")
+    run_training(Supervised, __doc__, exp="vnet_supervised")

@@ -1,7 +1,7 @@
 """Wall time per training iteration of the real training loop at the full patch, on generated volumes.
 
     python3 benchmarks/train_iteration_time.py                 # UA-MT-unlabel, 112x112x80, batch 2+2, T = 8
-    python3 benchmarks/train_iteration_time.py --iterations 6 --method none --device cuda
+    python3 benchmarks/train_iteration_time.py --iterations 6 --method supervised --device cuda
 
 Prints the median (and min, max) of the per-iteration times after the first, as logged in log.txt by the loop,
 the peak resident memory of the process, and the achieved GFLOP/s beside what a plain float32 matrix product reaches
@@ -20,20 +20,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.work import forward_flop, matmul_gflops  # noqa: E402
 from dataloaders.synthetic import make_synthetic_la  # noqa: E402
+from methods import METHODS  # noqa: E402
 from utils.training import train, training_parser  # noqa: E402
 
 
 def forwards_per_iteration(method: str, batch_size: int, labeled_bs: int, mc_passes: int) -> int:
-    """One forward = 1; a student forward + backward on an item ~ 3 (backward: gradients of inputs and weights);
-    the teacher runs 1 + T forwards on each consistency item."""
-    consistency_items = {"none": 0, "all": batch_size, "unlabeled": batch_size - labeled_bs}[method]
+    """One forward = 1; a student forward + backward on an item ~ 3 (backward: gradients of inputs and weights).
+    UA-MT: the student on the whole batch, the teacher 1 + T forwards on each consistency item. BCP (stage 2): the
+    student on the labeled_bs mixed images, the teacher once on each unlabelled item."""
+    if method == "bcp":
+        return 3 * labeled_bs + (batch_size - labeled_bs)
+    consistency_items = {"supervised": 0, "uamt": batch_size, "uamt_unlabel": batch_size - labeled_bs}[method]
     return 3 * batch_size + consistency_items * (1 + mc_passes)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iterations", type=int, default=5, help="timed iterations, the first one dropped")
-    parser.add_argument("--method", choices=["none", "all", "unlabeled"], default="unlabeled")
+    parser.add_argument("--method", choices=list(METHODS), default="uamt_unlabel")
     parser.add_argument("--patch_size", type=int, nargs=3, default=[112, 112, 80])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--num_workers", type=int, default=1)
@@ -43,13 +47,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         side = [s + 8 for s in args.patch_size]
         root = make_synthetic_la(Path(tmp) / "data", n_train=4, n_test=0, shape_range=(side, side), seed=0)
-        semi = args.method != "none"
-        train_args = training_parser("", "bench", semi_supervised=semi).parse_args(
+        method = METHODS[args.method]
+        semi = method.semi_supervised
+        # BCP: its stage 2 (the first iteration, stage 1, is dropped with the warm-up).
+        bcp = ["--batch_size", "4", "--labeled_bs", "2", "--pre_iterations", "1"] if args.method == "bcp" else []
+        train_args = training_parser("", "bench", method).parse_args(
             ["--root_path", str(root), "--model_dir", str(Path(tmp) / "model"), "--labelnum", "2" if semi else "4",
              "--patch_size", *map(str, args.patch_size), "--max_iterations", str(args.iterations),
-             "--device", args.device, "--num_workers", str(args.num_workers), "--cpu_allocator", args.cpu_allocator]
+             "--device", args.device, "--num_workers", str(args.num_workers), "--cpu_allocator", args.cpu_allocator,
+             *bcp]
         )  # fmt: skip
-        run = train(train_args, args.method)
+        run = train(train_args, method)
         log = (run / "log.txt").read_text()
     times = [float(t) for t in re.findall(r"time/iteration_s ([0-9.]+)", log)][1:]
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20

@@ -45,8 +45,9 @@ nn.Dropout3d.forward = lambda self, x: x
 nn.BatchNorm3d.forward = lambda self, x: F.batch_norm(
     x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
 )
-from utils.training import run_training, training_parser
-run_training(training_parser("", "run", semi_supervised=True), "unlabeled")
+from methods import UAMTUnlabel
+from utils.training import run_training
+run_training(UAMTUnlabel, "", "run")
 """
 
 

@@ -15,11 +15,13 @@ from conftest import REPO, SHARED_LA, SMALL_PATCH
 from PIL import Image
 from tensorboardX.proto import event_pb2
 
+import methods.uamt
 import utils.testing as testing
 import utils.training as training
 from dataloaders.la_heart import DataError
 from dataloaders.sources import ImageFolderSource
 from dataloaders.synthetic import make_synthetic_la, synthetic_case
+from methods import UAMT, Supervised, UAMTUnlabel
 from utils.evaluation import class_metrics, sliding_window_probability
 from utils.testing import load_network
 from utils.visualize import slice_grid
@@ -128,16 +130,16 @@ def test_train_then_test_then_summarize(script, exp, extra, method, synthetic_ro
 def test_consistency_items_per_method(synthetic_root, tmp_path, monkeypatch):
     """UA-MT gets consistency on all 4 items, UA-MT-unlabel on the 2 unlabelled, supervised on none; image grids."""
     seen, passes = [], []
-    real = training.uncertainty_aware_consistency
+    real = methods.uamt.uncertainty_aware_consistency
 
     def spy(student_logits, teacher, inputs, threshold, *args):
         seen.append((student_logits.shape[0], inputs.shape[0], teacher.training, threshold))
         passes.append(args)  # (T, passes per forward)
         return real(student_logits, teacher, inputs, threshold, *args)
 
-    monkeypatch.setattr(training, "uncertainty_aware_consistency", spy)
+    monkeypatch.setattr(methods.uamt, "uncertainty_aware_consistency", spy)
     monkeypatch.setattr(training, "IMAGE_EVERY", 1)  # image grids at every iteration
-    parser = training.training_parser("", "x", semi_supervised=True)
+    parser = training.training_parser("", "x", UAMT)
     base = [
         "--root_path",
         str(synthetic_root),
@@ -154,26 +156,26 @@ def test_consistency_items_per_method(synthetic_root, tmp_path, monkeypatch):
         "--model_dir",
         str(tmp_path),
     ]
-    training.train(parser.parse_args(base), "all")
-    run = training.train(parser.parse_args(base), "unlabeled")
+    training.train(parser.parse_args(base), UAMT)
+    run = training.train(parser.parse_args(base), UAMTUnlabel)
     h0 = 0.75 * math.log(2) + 0.25 * math.exp(-5) * math.log(2)  # H(0) = (0.75 + 0.25 r(0)) ln 2
     assert seen == [(4, 4, True, pytest.approx(h0)), (2, 2, True, pytest.approx(h0))]
     grids = {"train/Image", "train/Groundtruth_label", "train/Predicted_label", "train/uncertainty", "train/mask"}
     assert grids | {"unlabel/Image", "unlabel/Predicted_label"} <= event_tags(run / "log")
     # The mean-teacher ablation: H = inf, every voxel kept.
     no_mask_flags = ["--exp", "m", "--uncertainty_mask", "0", "--mc_passes_per_forward", "8"]
-    no_mask = training.train(parser.parse_args(base + no_mask_flags), "unlabeled")
+    no_mask = training.train(parser.parse_args(base + no_mask_flags), UAMTUnlabel)
     assert seen[2][:3] == (2, 2, True) and seen[2][3] == math.inf
     assert passes == [(8, 2), (8, 2), (8, 8)]  # the release's 2 passes per forward unless told otherwise
     assert json.loads((no_mask / "run.json").read_text())["method"] == "uamt_unlabel_nomask"
-    supervised = training.training_parser("", "s", semi_supervised=False)
-    run = training.train(supervised.parse_args(base + ["--exp", "s"]), "none")
+    supervised = training.training_parser("", "s", Supervised)
+    run = training.train(supervised.parse_args(base + ["--exp", "s"]), Supervised)
     assert len(seen) == 3
     assert {"train/Image", "train/Groundtruth_label", "train/Predicted_label"} <= event_tags(run / "log")
 
 
 def test_defaults_are_the_papers():
-    args = training.training_parser("", "x", semi_supervised=True).parse_args([])
+    args = training.training_parser("", "x", UAMTUnlabel).parse_args([])
     assert (args.max_iterations, args.batch_size, args.labeled_bs, args.labelnum) == (6000, 4, 2, 16)
     assert (args.base_lr, args.lr_step, args.seed, args.deterministic) == (0.01, 2500, 1337, 1)
     assert (args.ema_decay, args.consistency, args.consistency_rampup, args.mc_passes) == (0.99, 0.1, 40.0, 8)
@@ -259,13 +261,13 @@ def test_real_la_cases_end_to_end(tmp_path):
 def test_same_seed_gives_the_same_weights_whatever_the_number_of_workers(synthetic_root, tmp_path):
     import torch
 
-    parser = training.training_parser("", "x", semi_supervised=True)
+    parser = training.training_parser("", "x", UAMTUnlabel)
     weights = []
     for workers, exp in (("0", "a"), ("2", "b")):
         args = parser.parse_args(["--root_path", str(synthetic_root), "--patch_size", *SMALL_PATCH, "--labelnum", "3",
                                   "--num_workers", workers, "--device", "cpu", "--max_iterations", "2", "--exp", exp,
                                   "--model_dir", str(tmp_path)])  # fmt: skip
-        training.train(args, "unlabeled")
+        training.train(args, UAMTUnlabel)
         weights.append(torch.load(tmp_path / exp / "iter_2.pth", weights_only=True))
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
@@ -375,7 +377,7 @@ def test_patch_of_the_wrong_length_is_one_line_and_exit_2(synthetic_root, tmp_pa
 
 
 def test_resume_refuses_another_class_count_and_reads_old_states_as_two_classes(tmp_path):
-    args = training.training_parser("", "x", semi_supervised=True).parse_args(["--num_classes", "3"])
+    args = training.training_parser("", "x", UAMTUnlabel).parse_args(["--num_classes", "3"])
     saved = {k: vars(args)[k] for k in training.RESUME_MUST_MATCH}
     training.check_resumable({"args": saved}, args, tmp_path / "state.pth")
     old = {k: v for k, v in saved.items() if k != "num_classes"}  # saved before --num_classes existed
@@ -412,15 +414,15 @@ def test_training_and_testing_on_2d_images_with_three_classes(tmp_path, monkeypa
     (root / "test.list").write_text("\n".join(test_ids))
 
     seen = []
-    real = training.uncertainty_aware_consistency
+    real = methods.uamt.uncertainty_aware_consistency
 
     def spy(student_logits, teacher, inputs, threshold, *args):
         seen.append((tuple(student_logits.shape), tuple(inputs.shape), threshold))
         return real(student_logits, teacher, inputs, threshold, *args)
 
-    monkeypatch.setattr(training, "uncertainty_aware_consistency", spy)
+    monkeypatch.setattr(methods.uamt, "uncertainty_aware_consistency", spy)
     monkeypatch.setattr(training, "IMAGE_EVERY", 1)
-    parser = training.training_parser("", "img", semi_supervised=True)
+    parser = training.training_parser("", "img", UAMTUnlabel)
     args = parser.parse_args(
         [
             "--root_path",
@@ -442,7 +444,7 @@ def test_training_and_testing_on_2d_images_with_three_classes(tmp_path, monkeypa
             str(tmp_path),
         ]
     )
-    run_dir = training.train(args, "unlabeled")
+    run_dir = training.train(args, UAMTUnlabel)
     h0 = (0.75 + 0.25 * math.exp(-5)) * math.log(3)
     assert seen[0] == ((2, 3, 32, 32), (2, 1, 32, 32), pytest.approx(h0))
     assert {"train/Image", "train/Predicted_label", "train/uncertainty", "unlabel/Image"} <= event_tags(run_dir / "log")

@@ -11,9 +11,11 @@ import pytest
 import torch
 from conftest import REPO, SMALL_PATCH
 
+import methods.uamt
 import utils.checkpoint as checkpoint
 import utils.training as training
 from dataloaders.la_heart import TwoStreamBatchSampler
+from methods import UAMTUnlabel
 
 # 6 labelled cases at 1 per batch: 6 batches an epoch, so a stop falls inside an epoch.
 FLAGS = ["--patch_size", *SMALL_PATCH, "--batch_size", "2", "--labeled_bs", "1", "--labelnum", "6",
@@ -99,7 +101,7 @@ def test_a_signal_saves_the_state_and_exits_cleanly(synthetic_root, tmp_path, si
 def test_non_finite_loss_stops_naming_the_iteration_and_keeps_the_last_good_checkpoint(
     synthetic_root, tmp_path, monkeypatch
 ):
-    real = training.supervised_loss
+    real = methods.uamt.supervised_loss
     calls = []
 
     def poisoned(logits, labels):
@@ -107,12 +109,12 @@ def test_non_finite_loss_stops_naming_the_iteration_and_keeps_the_last_good_chec
         loss, parts = real(logits, labels)
         return (loss * float("nan"), parts) if len(calls) == 3 else (loss, parts)
 
-    monkeypatch.setattr(training, "supervised_loss", poisoned)
-    parser = training.training_parser("", "nan", semi_supervised=True)
+    monkeypatch.setattr(methods.uamt, "supervised_loss", poisoned)
+    parser = training.training_parser("", "nan", UAMTUnlabel)
     args = parser.parse_args(["--root_path", str(synthetic_root), "--model_dir", str(tmp_path), "--exp", "nan",
                               "--max_iterations", "6", *FLAGS])  # fmt: skip
     with pytest.raises(training.RunStopped, match="loss is nan at iteration 3") as stopped:
-        training.train(args, "unlabeled")
+        training.train(args, UAMTUnlabel)
     assert stopped.value.exit_code == 3
     # The traceback holds the loader: its workers (which ignore SIGTERM) must be gone, or the interpreter's exit hangs.
     assert not multiprocessing.active_children()
@@ -124,7 +126,7 @@ def test_non_finite_loss_stops_naming_the_iteration_and_keeps_the_last_good_chec
 
 
 def test_non_finite_weights_are_never_saved(synthetic_root, tmp_path, monkeypatch):
-    real = training.ema_update
+    real = methods.uamt.ema_update
     calls = []
 
     def poisoning(teacher, student, *args):  # runs after the optimiser step: make the 4th step's weights infinite
@@ -133,12 +135,12 @@ def test_non_finite_weights_are_never_saved(synthetic_root, tmp_path, monkeypatc
             student.out_conv.bias.data.fill_(float("inf"))
         real(teacher, student, *args)
 
-    monkeypatch.setattr(training, "ema_update", poisoning)
-    parser = training.training_parser("", "inf", semi_supervised=True)
+    monkeypatch.setattr(methods.uamt, "ema_update", poisoning)
+    parser = training.training_parser("", "inf", UAMTUnlabel)
     args = parser.parse_args(["--root_path", str(synthetic_root), "--model_dir", str(tmp_path), "--exp", "inf",
                               "--max_iterations", "6", *FLAGS])  # fmt: skip
     with pytest.raises(training.RunStopped, match="non-finite weights at iteration 4; nothing saved") as stopped:
-        training.train(args, "unlabeled")
+        training.train(args, UAMTUnlabel)
     assert stopped.value.exit_code == 3
     run = tmp_path / "inf"
     assert (run / "iter_2.pth").exists() and not (run / "iter_4.pth").exists()

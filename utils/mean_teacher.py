@@ -23,7 +23,12 @@ def ema_update(teacher: nn.Module, student: nn.Module, ema_decay: float, step: i
     (Tarvainen & Valpola, 2017). Only parameters are averaged; the teacher's BatchNorm buffers are its own, as in
     the UA-MT release (the teacher always runs with batch statistics).
     """
-    alpha = min(1.0 - 1.0 / (step + 1), ema_decay)
+    ema_average(teacher, student, min(1.0 - 1.0 / (step + 1), ema_decay))
+
+
+@torch.no_grad()
+def ema_average(teacher: nn.Module, student: nn.Module, alpha: float) -> None:
+    """theta' <- alpha theta' + (1 - alpha) theta over the parameters (BatchNorm buffers stay the teacher's)."""
     for teacher_param, student_param in zip(teacher.parameters(), student.parameters()):
         teacher_param.mul_(alpha).add_(student_param, alpha=1.0 - alpha)
 

@@ -1,8 +1,5 @@
-"""The one training loop behind train_supervised.py, train_uamt.py and train_uamt_unlabel.py.
-
-Supervised training is the loop with no consistency term. UA-MT adds, per step, the uncertainty-aware consistency
-of `utils.mean_teacher` weighted by lambda(t), on every item of the batch ("all") or on the unlabelled ones only
-("unlabeled"), and an EMA update of the teacher after the optimiser step.
+"""The one training loop behind every training script. It knows no method: what a step computes comes from a
+`methods.Method` (supervised, UA-MT, BCP, ...); data, devices, DDP, signals, checkpoints, resume and logging are here.
 """
 
 from __future__ import annotations
@@ -11,7 +8,6 @@ import argparse
 import contextlib
 import json
 import logging
-import math
 import os
 import platform
 import random
@@ -21,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -33,15 +29,12 @@ from tqdm import tqdm
 from dataloaders.checks import check_dataset
 from dataloaders.la_heart import DataError, LAHeart, TrainTransform, TwoStreamBatchSampler
 from dataloaders.sources import NORMALIZATIONS, Source, open_source
+from methods.base import Method
 from networks.vnet import SIDE_MULTIPLE, VNet
-from utils import distributed, ramps
+from utils import distributed
 from utils.checkpoint import all_finite, load_checkpoint, restore_training_state, save_atomic, training_state
 from utils.cpu_memory import reuse_freed_memory
-from utils.losses import supervised_loss
-from utils.mean_teacher import ema_update, uncertainty_aware_consistency
-from utils.visualize import slice_grid
 
-ConsistencyOn = Literal["none", "all", "unlabeled"]
 T = TypeVar("T")
 
 IMAGE_EVERY = 50
@@ -58,8 +51,10 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def training_parser(description: str, exp: str, semi_supervised: bool) -> argparse.ArgumentParser:
-    """The flags of the UA-MT release, plus --labelnum, --patch_size, --num_classes, --device, --num_workers."""
+def training_parser(description: str, exp: str, method: type[Method]) -> argparse.ArgumentParser:
+    """The loop's flags (the UA-MT release's, plus --labelnum, --patch_size, --num_classes, --device, ...) and the
+    method's own."""
+    semi_supervised = method.semi_supervised
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument(
         "--root_path",
@@ -90,27 +85,7 @@ def training_parser(description: str, exp: str, semi_supervised: bool) -> argpar
         help="CPU: reuse freed memory (faster for large patches, more resident memory) or glibc's default",
     )
     p.add_argument("--resume", default="", help="'auto': continue <run>/state_latest.pth if present; or a path")
-    if semi_supervised:
-        p.add_argument("--ema_decay", type=float, default=0.99)
-        p.add_argument("--consistency", type=float, default=0.1, help="maximal consistency weight lambda")
-        p.add_argument("--consistency_rampup", type=float, default=40.0, help="ramp length in ramp-up epochs")
-        # The release counts the ramp of lambda(t) in "epochs" of 150 iterations (iter_num // 150).
-        p.add_argument("--rampup_epoch_iters", type=int, default=150, help="iterations per ramp-up epoch")
-        p.add_argument("--mc_passes", type=int, default=8, help="T: Monte-Carlo dropout passes of the teacher")
-        p.add_argument(
-            "--mc_passes_per_forward",
-            type=int,
-            default=2,
-            help="MC passes stacked in one teacher forward (the release: 2); more is faster on a GPU, and BatchNorm "
-            "then normalises over more copies of the items",
-        )
-        p.add_argument(
-            "--uncertainty_mask",
-            type=int,
-            default=1,
-            choices=[0, 1],
-            help="1: consistency only where U < H(t) (UA-MT); 0: on every voxel, H = inf (the mean-teacher ablation)",
-        )
+    method.add_flags(p)
     return p
 
 
@@ -139,7 +114,7 @@ def add_data_flags(p: argparse.ArgumentParser, from_run: bool) -> None:
     )
 
 
-def check_args(args: argparse.Namespace, semi: bool) -> None:
+def check_args(args: argparse.Namespace, method: type[Method]) -> None:
     """Refuse flag combinations that cannot train, before anything is read or written."""
     if len(args.patch_size) not in (2, 3):
         raise DataError(
@@ -147,17 +122,15 @@ def check_args(args: argparse.Namespace, semi: bool) -> None:
         )
     if any(s % SIDE_MULTIPLE or s <= 0 for s in args.patch_size):
         raise DataError(f"--patch_size {args.patch_size}: every side must be a positive multiple of {SIDE_MULTIPLE}")
+    semi = method.semi_supervised
     if semi and not 0 < args.labeled_bs < args.batch_size:
         raise DataError(
             f"--labeled_bs {args.labeled_bs} must be in 1..{args.batch_size - 1} (below --batch_size "
             f"{args.batch_size}) so that every batch holds unlabelled items"
         )
-    if semi and (args.mc_passes_per_forward <= 0 or args.mc_passes % args.mc_passes_per_forward):
-        raise DataError(
-            f"--mc_passes_per_forward {args.mc_passes_per_forward} must divide --mc_passes {args.mc_passes}"
-        )
     if args.num_classes < 2:
         raise DataError(f"--num_classes {args.num_classes}: a segmentation needs at least 2 classes (background + 1)")
+    method.check_args(args)
 
 
 def check_dimensions(shapes: dict[str, tuple[int, ...]], dimensions: int, reason: str) -> None:
@@ -243,26 +216,6 @@ def setup_logging(snapshot: Path) -> logging.Logger:
     return logger
 
 
-def log_images(writer: SummaryWriter, iteration: int, images, labels, logits, consistency, num_classes: int) -> None:
-    """Slices of the first (labelled) item, its uncertainty and mask, and of the last (unlabelled) item; 2D items
-    whole. Label maps are divided by K - 1, so the last class is white."""
-    prediction = logits.argmax(1)
-    grids = {
-        "train/Image": slice_grid(images[0, 0]),
-        "train/Groundtruth_label": slice_grid(labels[0], False, num_classes - 1),
-        "train/Predicted_label": slice_grid(prediction[0], False, num_classes - 1),
-    }
-    if consistency is not None:
-        grids |= {
-            "train/uncertainty": slice_grid(consistency.uncertainty[0, 0]),
-            "train/mask": slice_grid(1.0 - consistency.mask[0, 0], False, 1.0),  # white: filtered out
-            "unlabel/Image": slice_grid(images[-1, 0]),
-            "unlabel/Predicted_label": slice_grid(prediction[-1], False, num_classes - 1),
-        }
-    for name, grid in grids.items():
-        writer.add_image(name, grid, iteration)
-
-
 def _worker_init(worker_id: int) -> None:
     """Loader workers leave Ctrl-C and a scheduler's SIGTERM (sent to the whole job) to the main process, which saves
     and stops; a worker dying of them would crash the main process instead."""
@@ -280,12 +233,6 @@ def workers_shut_down(loader: DataLoader) -> Iterator[DataLoader]:
         if loader._iterator is not None:  # torch has no public call for this
             loader._iterator._shutdown_workers()
             loader._iterator = None
-
-
-def method_name(consistency_on: ConsistencyOn, uncertainty_mask: bool = True) -> str:
-    """The run's method as results tables name it: supervised, uamt, uamt_unlabel (+ _nomask: H = inf)."""
-    name = {"none": "supervised", "all": "uamt", "unlabeled": "uamt_unlabel"}[consistency_on]
-    return name if consistency_on == "none" or uncertainty_mask else f"{name}_nomask"
 
 
 def machine_description(device: torch.device) -> str:
@@ -332,30 +279,30 @@ def check_resumable(state: dict, args: argparse.Namespace, path: Path) -> None:
         raise DataError(f"{path}: saved with {flags}; resume with the same flags or start a new --exp")
 
 
-def train(args: argparse.Namespace, consistency_on: ConsistencyOn) -> Path:
-    """Train and return the run folder. `consistency_on`: "none" (supervised), "all" or "unlabeled" (UA-MT).
-    Under torchrun, one process per device trains its share of every batch (utils.distributed)."""
+def train(args: argparse.Namespace, method: type[Method]) -> Path:
+    """Train with `method` and return the run folder. Under torchrun, one process per device trains its share of
+    every batch (utils.distributed)."""
     ranks, device = distributed.start(args.device)
     if device.type == "cpu" and getattr(args, "cpu_allocator", "reuse") == "reuse":
         reuse_freed_memory()  # no page faults for every 3D activation (utils/cpu_memory.py)
     try:
-        return _train(args, consistency_on, ranks, device)
+        return _train(args, method, ranks, device)
     finally:
         distributed.stop(ranks)
 
 
 def _train(
-    args: argparse.Namespace, consistency_on: ConsistencyOn, ranks: distributed.Ranks, device: torch.device
+    args: argparse.Namespace, method_class: type[Method], ranks: distributed.Ranks, device: torch.device
 ) -> Path:
     started = time.perf_counter()
     main = ranks.is_main
-    semi = consistency_on != "none"
+    semi = method_class.semi_supervised
     if not semi:
         args.labeled_bs = args.batch_size
     source = open_source(args.root_path, args.num_classes, args.center_crop, args.resize, args.normalization)
     if args.patch_size is None:  # the network's dimensionality follows the data's
         args.patch_size = list(DEFAULT_PATCH[source.dimensions])
-    check_args(args, semi)
+    check_args(args, method_class)
     # Lists and train-case headers first, then every voxel of the cases used as they are loaded: a data mistake
     # stops the run before it writes anything.
     report = check_dataset(source, ("train",), args.patch_size)
@@ -396,15 +343,13 @@ def _train(
         worker_init_fn=_worker_init,
     )
 
-    student = VNet(n_classes=args.num_classes, has_dropout=True, dimensions=dimensions).to(device)
+    def new_network() -> VNet:
+        return VNet(n_classes=args.num_classes, has_dropout=True, dimensions=dimensions).to(device)
+
+    student = new_network()
     optimizer = torch.optim.SGD(student.parameters(), lr=args.base_lr, momentum=0.9, weight_decay=1e-4)
-    teacher = None
-    if semi:
-        # A separately initialised network, as in the release; the first EMA update (alpha = 0) copies the student.
-        teacher = VNet(n_classes=args.num_classes, has_dropout=True, dimensions=dimensions).to(device)
-        for p in teacher.parameters():
-            p.requires_grad_(False)
-        teacher.train()  # dropout on and BatchNorm batch statistics, as the release runs it
+    method = method_class(args, new_network)
+    teacher = method.teacher  # saved and resumed with the student
     student.train()
 
     iteration, elapsed_before = 0, 0.0  # training time of the runs this one resumes
@@ -436,7 +381,6 @@ def _train(
     logger.info(f"{len(sampler)} iterations per epoch; {len(train_ids)} cases in train.list, {args.labelnum} labelled")
     local_labeled_bs = args.labeled_bs // ranks.world_size  # this rank's share of the batch
     labeled = slice(0, local_labeled_bs)
-    consistency_items = slice(local_labeled_bs, None) if consistency_on == "unlabeled" else slice(None)
     clock = time.perf_counter()
     bar = tqdm(total=args.max_iterations, initial=iteration, ncols=90, desc=args.exp, disable=not main)
     writer = SummaryWriter(str(snapshot / "log")) if main else contextlib.nullcontext()
@@ -444,46 +388,16 @@ def _train(
     with StopSignals() as stop, writer, bar, workers_shut_down(loader):
         while iteration < args.max_iterations:
             for batches_done, batch in enumerate(loader, start=sampler.skip + 1):
-                lr = ramps.step_lr(iteration, args.base_lr, args.lr_step)
+                method.start_iteration(iteration, student, optimizer)
+                lr = method.learning_rate(iteration)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 images = batch["image"].to(device, non_blocking=True)
                 labels = batch["label"].to(device, non_blocking=True)
 
-                logits = model(images)
-                loss_sup, parts = supervised_loss(logits[labeled], labels[labeled])
-                loss = loss_sup
-                scalars = {
-                    "lr": lr,
-                    "loss/loss_seg": parts["loss_seg"],
-                    "loss/loss_seg_dice": parts["loss_seg_dice"],
-                }
-
-                consistency = None
-                if semi:
-                    weight = ramps.consistency_weight(
-                        iteration, args.consistency, args.consistency_rampup, args.rampup_epoch_iters
-                    )
-                    threshold = (
-                        ramps.uncertainty_threshold(iteration, args.max_iterations, args.num_classes)
-                        if args.uncertainty_mask
-                        else math.inf
-                    )
-                    consistency = uncertainty_aware_consistency(
-                        logits[consistency_items], teacher, images[consistency_items], threshold, args.mc_passes,
-                        args.mc_passes_per_forward,
-                    )  # fmt: skip
-                    loss = loss_sup + weight * consistency.loss
-                    scalars |= {
-                        "train/consistency_weight": weight,
-                        "train/consistency_dist": consistency.loss,
-                        "train/consistency_loss": weight * consistency.loss,
-                        "uncertainty/threshold": threshold,
-                        "uncertainty/mean": consistency.uncertainty.mean(),
-                        "uncertainty/max": consistency.uncertainty.max(),
-                        "uncertainty/min": consistency.uncertainty.min(),
-                        "uncertainty/mask_per": consistency.mask.mean(),
-                    }
+                out = method.step(model, images, labels, labeled, iteration)
+                loss = out.loss
+                scalars = {"lr": lr, **out.scalars}
 
                 # Every rank stops at the same iteration, or the others would wait in the gradient all-reduce.
                 non_finite, stopping = distributed.any_rank(
@@ -498,8 +412,7 @@ def _train(
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                if semi:
-                    ema_update(teacher, student, args.ema_decay, iteration)
+                method.end_iteration(student, iteration)
                 iteration += 1
 
                 if main:  # rank 0 logs its own share's values
@@ -513,14 +426,19 @@ def _train(
                     logger.info(f"iteration {iteration}: " + ", ".join(f"{k} {v:.5f}" for k, v in values.items()))
                     bar.set_postfix(loss=f"{values['loss/loss']:.4f}", lr=f"{lr:.0e}")
                     bar.update()
-                    if iteration % IMAGE_EVERY == 0:
-                        log_images(writer, iteration, images, labels, logits, consistency, args.num_classes)
+                    if iteration % IMAGE_EVERY == 0 and out.images is not None:
+                        for tag, grid in out.images().items():
+                            writer.add_image(tag, grid, iteration)
 
                 saving = iteration % args.save_every == 0 or iteration == args.max_iterations
                 # Never keep a non-finite model. DDP keeps the students equal, so every rank stops here together.
                 if (saving or stopping) and not all_finite(student):
                     raise RunStopped(f"non-finite weights at iteration {iteration}; nothing saved", 3)
-                if (saving or stopping) and semi and not distributed.same_on_all_ranks(teacher, ranks, device):
+                if (
+                    (saving or stopping)
+                    and teacher is not None
+                    and not distributed.same_on_all_ranks(teacher, ranks, device)
+                ):
                     raise RuntimeError(f"the teachers of the ranks differ at iteration {iteration}")
                 if saving and main:
                     path = snapshot / f"iter_{iteration}.pth"
@@ -540,8 +458,7 @@ def _train(
                 if iteration >= args.max_iterations:
                     break
     if main:
-        method = method_name(consistency_on, bool(getattr(args, "uncertainty_mask", 1)))
-        write_run_info(snapshot, args, method, len(used_ids) - args.labelnum, elapsed_s(), ranks.world_size)
+        write_run_info(snapshot, args, method.run_name(), len(used_ids) - args.labelnum, elapsed_s(), ranks.world_size)
         print(f"checkpoints in {snapshot}/, TensorBoard logs: tensorboard --logdir {snapshot / 'log'}")
     return snapshot
 
@@ -556,7 +473,7 @@ def run_guarded(job: Callable[[], T]) -> T:
         sys.exit(getattr(error, "exit_code", 2))
 
 
-def run_training(parser: argparse.ArgumentParser, consistency_on: ConsistencyOn) -> None:
-    """Entry point of the training scripts."""
-    args = parser.parse_args()
-    run_guarded(lambda: train(args, consistency_on))
+def run_training(method: type[Method], description: str, exp: str) -> None:
+    """Entry point of the training scripts: parse the loop's and the method's flags, train."""
+    args = training_parser(description, exp, method).parse_args()
+    run_guarded(lambda: train(args, method))

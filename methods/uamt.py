@@ -1,0 +1,124 @@
+"""UA-MT (Yu et al., MICCAI 2019): a mean teacher whose Monte-Carlo-dropout uncertainty filters the consistency.
+
+Per step, on the student's logits of the batch:
+    L = L_s + lambda(t) * L_c,   L_c = sum(M * (p_student - p_teacher)^2) / (C * sum(M)),   M = [U < H(t)]
+with U the entropy of the teacher's mean softmax over T noisy dropout passes, H(t) = (0.75 + 0.25 r(t/t_max)) ln C,
+lambda(t) = lambda_max r(floor(t / 150) / 40). The teacher is the EMA of the student, updated after each step.
+`--uncertainty_mask 0` sets H = inf (every voxel: the mean-teacher ablation, U still computed and logged).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+from typing import ClassVar, Literal
+
+import torch
+from torch import nn
+
+from dataloaders.la_heart import DataError
+from methods.base import Method, StepOutput, label_grid
+from methods.supervised import first_item_images
+from utils import ramps
+from utils.losses import supervised_loss
+from utils.mean_teacher import ema_update, uncertainty_aware_consistency
+from utils.visualize import slice_grid
+
+
+class UAMT(Method):
+    """UA-MT with the consistency on every item of the batch (the release's train_LA_meanteacher_certainty.py)."""
+
+    name = "uamt"
+    semi_supervised = True
+    consistency_on: ClassVar[Literal["all", "unlabeled"]] = "all"
+
+    def __init__(self, args: argparse.Namespace, new_network: Callable[[], nn.Module]):
+        super().__init__(args, new_network)
+        # A separately initialised network, as in the release; the first EMA update (alpha = 0) copies the student.
+        self.teacher = new_network()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        self.teacher.train()  # dropout on and BatchNorm batch statistics, as the release runs it
+
+    @staticmethod
+    def add_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--ema_decay", type=float, default=0.99, help="alpha: the teacher's EMA decay")
+        p.add_argument("--consistency", type=float, default=0.1, help="maximal consistency weight lambda")
+        p.add_argument("--consistency_rampup", type=float, default=40.0, help="ramp length in ramp-up epochs")
+        # The release counts the ramp of lambda(t) in "epochs" of 150 iterations (iter_num // 150).
+        p.add_argument("--rampup_epoch_iters", type=int, default=150, help="iterations per ramp-up epoch")
+        p.add_argument("--mc_passes", type=int, default=8, help="T: Monte-Carlo dropout passes of the teacher")
+        p.add_argument(
+            "--mc_passes_per_forward",
+            type=int,
+            default=2,
+            help="MC passes stacked in one teacher forward (the release: 2); more is faster on a GPU, and BatchNorm "
+            "then normalises over more copies of the items",
+        )
+        p.add_argument(
+            "--uncertainty_mask",
+            type=int,
+            default=1,
+            choices=[0, 1],
+            help="1: consistency only where U < H(t) (UA-MT); 0: on every voxel, H = inf (the mean-teacher ablation)",
+        )
+
+    @staticmethod
+    def check_args(args: argparse.Namespace) -> None:
+        if args.mc_passes_per_forward <= 0 or args.mc_passes % args.mc_passes_per_forward:
+            raise DataError(
+                f"--mc_passes_per_forward {args.mc_passes_per_forward} must divide --mc_passes {args.mc_passes}"
+            )
+
+    def run_name(self) -> str:
+        return self.name if self.args.uncertainty_mask else f"{self.name}_nomask"
+
+    def step(
+        self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, labeled: slice, iteration: int
+    ) -> StepOutput:
+        a = self.args
+        logits = model(images)
+        loss_s, parts = supervised_loss(logits[labeled], labels[labeled])  # L_s on the labelled items
+        weight = ramps.consistency_weight(iteration, a.consistency, a.consistency_rampup, a.rampup_epoch_iters)
+        threshold = (
+            ramps.uncertainty_threshold(iteration, a.max_iterations, a.num_classes) if a.uncertainty_mask else math.inf
+        )
+        items = slice(labeled.stop, None) if self.consistency_on == "unlabeled" else slice(None)
+        c = uncertainty_aware_consistency(
+            logits[items], self.teacher, images[items], threshold, a.mc_passes, a.mc_passes_per_forward
+        )
+        loss = loss_s + weight * c.loss
+        scalars = {
+            "loss/loss_seg": parts["loss_seg"],
+            "loss/loss_seg_dice": parts["loss_seg_dice"],
+            "train/consistency_weight": weight,
+            "train/consistency_dist": c.loss,
+            "train/consistency_loss": weight * c.loss,
+            "uncertainty/threshold": threshold,
+            "uncertainty/mean": c.uncertainty.mean(),
+            "uncertainty/max": c.uncertainty.max(),
+            "uncertainty/min": c.uncertainty.min(),
+            "uncertainty/mask_per": c.mask.mean(),
+        }
+
+        def images_to_log() -> dict[str, object]:
+            prediction = logits.argmax(1)
+            return first_item_images(images, labels, logits, a.num_classes) | {
+                "train/uncertainty": slice_grid(c.uncertainty[0, 0]),
+                "train/mask": slice_grid(1.0 - c.mask[0, 0], False, 1.0),  # white: filtered out
+                "unlabel/Image": slice_grid(images[-1, 0]),
+                "unlabel/Predicted_label": label_grid(prediction[-1], a.num_classes),
+            }
+
+        return StepOutput(loss, scalars, images_to_log)
+
+    def end_iteration(self, student: nn.Module, iteration: int) -> None:
+        ema_update(self.teacher, student, self.args.ema_decay, iteration)
+
+
+class UAMTUnlabel(UAMT):
+    """UA-MT with the consistency on the unlabelled items only (the authors' recommended setting)."""
+
+    name = "uamt_unlabel"
+    consistency_on = "unlabeled"
