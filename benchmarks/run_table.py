@@ -62,6 +62,7 @@ DEFAULT_GROUPS = list(GROUPS)[:6]
 # The paired tests of the table: (A, B) for each that has both groups.
 COMPARE = [("uamt_unlabel:8", "supervised:8"), ("uamt_unlabel:16", "supervised:16"),
            ("uamt_unlabel:16", "uamt_unlabel_nomask:16"), ("supervised:80", "supervised:16")]  # fmt: skip
+GAP = ("supervised:16", "uamt_unlabel:16", "supervised:80")  # the share of the 16 -> 80 gap that UA-MT closes
 KEPT = ("run.json", "test_iter_{final}/test.json", "test_iter_{final}/metrics.csv")  # what results/ keeps of a run
 
 
@@ -122,6 +123,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--parallel", type=int, default=1, help="jobs at a time (CPU: 2 single-thread jobs)")
     parser.add_argument("--dry_run", action="store_true", help="print the commands only")
+    parser.add_argument(
+        "--summary_only", action="store_true", help="train nothing: rebuild results/<config>/table.md and dice.png"
+    )
     args = parser.parse_args()
     scale = CONFIGS[args.config]
     model_dir = args.model_dir or f"model/{args.config}"
@@ -135,17 +139,35 @@ def main() -> None:
             print(" ".join(["python3", *command[1:]]))
     if args.dry_run:
         return
-    with ThreadPoolExecutor(args.parallel) as pool:
+    if not args.summary_only:
+        run_all(jobs, args.parallel, model_dir, results, threads, scale.iterations)
+    summarize(args, results, scale.iterations)
+
+
+def run_all(jobs: list, parallel: int, model_dir: str, results: Path, threads: int, final: int) -> None:
+    with ThreadPoolExecutor(parallel) as pool:
         futures = [
-            pool.submit(run_job, exp, commands, REPO / model_dir / exp, results / exp, threads, scale.iterations)
+            pool.submit(run_job, exp, commands, REPO / model_dir / exp, results / exp, threads, final)
             for exp, commands in jobs
         ]
         for future in futures:
             print(future.result(), flush=True)
-    runs = [str(results / exp) for exp, _ in jobs if has_results(results / exp, scale.iterations)]
-    compare_flags = [x for a, b in COMPARE if {a, b} <= set(args.groups) for x in ("--compare", a, b)]
-    out = REPO / model_dir / "table.md"
-    subprocess.run([sys.executable, "summarize.py", *runs, *compare_flags, "--out", str(out)], cwd=REPO, check=True)
+
+
+def summarize(args: argparse.Namespace, results: Path, final: int) -> None:
+    """results/<config>/table.md and dice.png from every kept run of the chosen groups; missing ones are pending."""
+    exps = {f"{g.replace(':', '_')}_seed{s}" for g in args.groups for s in args.seeds}
+    runs = sorted(str(p) for p in results.glob("*") if p.name in exps and has_results(p, final))
+    if not runs:
+        print(f"no results under {results} yet")
+        return
+    compare = [x for a, b in COMPARE if {a, b} <= set(args.groups) for x in ("--compare", a, b)]
+    gap = ["--gap", *GAP] if set(GAP) <= set(args.groups) else []
+    title = f"{args.config}: Dice per test case, seeds pooled"
+    command = [sys.executable, "summarize.py", *runs, *compare, *gap, "--expect", *args.groups,
+               "--seeds", str(len(args.seeds)), "--out", str(results / "table.md"),
+               "--figure", str(results / "dice.png"), "--title", title]  # fmt: skip
+    subprocess.run(command, cwd=REPO, check=True)
 
 
 if __name__ == "__main__":

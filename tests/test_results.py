@@ -3,15 +3,17 @@
 import itertools
 import json
 import math
+import sys
 
 import numpy as np
 import pytest
+from conftest import REPO
 from scipy.interpolate import RegularGridInterpolator
 
 from dataloaders.la_heart import DataError, case_path, read_case, read_list
 from dataloaders.resample import resample_dataset
 from utils.evaluation import METRICS
-from utils.results import group_runs, load_run, paired_wilcoxon, results_table
+from utils.results import gap_closed, group_runs, load_run, paired_wilcoxon, results_table, strip_plot
 
 
 def write_run(folder, method, seed, dice, iterations=300, tested=None, labelled=16):
@@ -112,3 +114,63 @@ def test_half_resolution_copy_keeps_the_layout_and_interpolates_trilinearly(synt
         np.testing.assert_allclose(small_image, expected, atol=1e-4)
         assert set(np.unique(small_label)) <= {0, 1}
         assert small_label.mean() == pytest.approx(label.mean(), rel=0.25)
+
+
+def test_pending_groups_and_seeds_are_marked_in_the_table(tmp_path):
+    runs = [
+        write_run(tmp_path / "s1", "supervised", 1337, [0.8, 0.9]),
+        write_run(tmp_path / "u1", "uamt_unlabel", 1337, [0.9, 0.7]),
+    ]
+    groups = group_runs(load_run(p) for p in runs)
+    table = results_table(groups, ["supervised:16", "bcp:16", "uamt_unlabel:16"], seeds_per_group=3).splitlines()
+    rows = [line.split(" | ") for line in table[2:]]
+    assert [r[1] for r in rows] == ["`supervised:16`", "`bcp:16`", "`uamt_unlabel:16`"]  # the expected order
+    assert rows[0][10] == "1337 (pending: 1 of 3 seeds)"
+    assert "pending (0 of 3 seeds)" in rows[1] and rows[1][4] == ""  # no numbers for a group without runs
+    assert len(rows[1]) == len(rows[0])
+
+
+def test_gap_closed_is_the_share_of_the_low_to_high_difference(tmp_path):
+    runs = [
+        write_run(tmp_path / "l", "supervised", 1, [0.6, 0.7]),
+        write_run(tmp_path / "h", "supervised", 1, [0.9, 0.9], labelled=80),
+        write_run(tmp_path / "s", "uamt_unlabel", 1, [0.7, 0.75]),
+    ]
+    groups = group_runs(load_run(p) for p in runs)
+    assert gap_closed(groups, "supervised:16", "uamt_unlabel:16", "supervised:80") == pytest.approx(
+        (0.725 - 0.65) / (0.9 - 0.65)
+    )
+
+
+def test_strip_plot_draws_every_case_of_every_seed(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    import matplotlib.axes
+
+    runs = [write_run(tmp_path / f"s{s}", "supervised", s, [0.8, 0.9, math.nan]) for s in (1, 2)]
+    drawn = []
+    real = matplotlib.axes.Axes.scatter
+    monkeypatch.setattr(
+        matplotlib.axes.Axes, "scatter", lambda self, x, y, **k: drawn.append(list(y)) or real(self, x, y, **k)
+    )
+    strip_plot(group_runs(load_run(p) for p in runs), tmp_path / "dice.png")
+    assert drawn == [[80.0, 90.0], [80.0, 90.0]]  # percent; the NaN case left out
+    assert (tmp_path / "dice.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_run_table_keeps_results_and_skips_what_is_kept(tmp_path):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import run_table
+
+    run, kept = tmp_path / "model" / "r", tmp_path / "results" / "r"
+    write = "import pathlib, sys; r = pathlib.Path(sys.argv[1]); (r / 'test_iter_5').mkdir(parents=True, exist_ok=True)"
+    write += "; [(r / n).write_text(n) for n in ('run.json', 'test_iter_5/test.json', 'test_iter_5/metrics.csv')]"
+    message = run_table.run_job("r", [[sys.executable, "-c", write, str(run)]], run, kept, 1, 5)
+    assert "trained and tested" in message
+    assert (kept / "test_iter_5" / "metrics.csv").read_text() == "test_iter_5/metrics.csv"
+    assert not (kept / "job.log").exists()  # only the small results are kept
+    # Kept results: nothing runs (a command that would fail proves it).
+    assert "skipped" in run_table.run_job("r", [[sys.executable, "-c", "raise SystemExit(1)"]], run, kept, 1, 5)
+    # A run tested on this machine but not yet kept is copied, not retrained.
+    other_kept = tmp_path / "results2" / "r"
+    assert "copied" in run_table.run_job("r", [[sys.executable, "-c", "raise SystemExit(1)"]], run, other_kept, 1, 5)
+    assert (other_kept / "run.json").is_file()

@@ -30,6 +30,7 @@ METHOD_NAMES = {
     "uamt_unlabel": "UA-MT, consistency on unlabelled items",
     "uamt_nomask": "MT (mask off), all items",
     "uamt_unlabel_nomask": "MT (mask off), unlabelled items",
+    "bcp": "BCP (bidirectional copy-paste)",
 }
 
 
@@ -113,18 +114,32 @@ def format_mean_std(mean: float, std: float, scale: float = 1.0) -> str:
     return f"{mean * scale:.2f}" + ("" if math.isnan(std) else f" ± {std * scale:.2f}")
 
 
-def results_table(groups: dict[str, list[RunResult]]) -> str:
-    """Markdown: one row per group, each metric as mean ± std over seeds of the per-run means."""
+def results_table(
+    groups: dict[str, list[RunResult]], expected: Sequence[str] = (), seeds_per_group: int | None = None
+) -> str:
+    """Markdown: one row per group, each metric as mean ± std over seeds of the per-run means. Groups of `expected`
+    without runs get a pending row, and with `seeds_per_group` a group short of seeds says how many it has."""
     header = ["method", "group", "labelled", "unlabelled", *(HEADINGS[m] for m in METRICS), "seeds",
               "train min/run", "test s/case"]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for group, runs in groups.items():
+    order = list(expected) + [g for g in groups if g not in expected]
+    for group in order:
+        runs = groups.get(group, [])
+        if not runs:
+            method, labelled = group.split(":")
+            pending = f"pending (0 of {seeds_per_group} seeds)" if seeds_per_group else "pending"
+            cells = [METHOD_NAMES.get(method, method), f"`{group}`", labelled, "", *[""] * len(METRICS), pending]
+            lines.append("| " + " | ".join(cells + ["", ""]) + " |")
+            continue
         first = runs[0]
         cells = [METHOD_NAMES.get(first.method, first.method), f"`{group}`", str(first.labelled), str(first.unlabelled)]
         for metric in METRICS:
             scale = 100.0 if metric in PERCENT_METRICS else 1.0
             cells.append(format_mean_std(*mean_std([r.mean(metric) for r in runs]), scale))
-        cells.append(", ".join(str(r.seed) for r in sorted(runs, key=lambda r: r.seed)))
+        seeds = ", ".join(str(r.seed) for r in sorted(runs, key=lambda r: r.seed))
+        if seeds_per_group and len(runs) < seeds_per_group:
+            seeds += f" (pending: {len(runs)} of {seeds_per_group} seeds)"
+        cells.append(seeds)
         cells.append(f"{np.mean([r.train_wall_s for r in runs]) / 60:.1f}")
         cells.append(f"{np.mean([r.test_wall_s / len(r.cases) for r in runs]):.2f}")
         lines.append("| " + " | ".join(cells) + " |")
@@ -179,3 +194,43 @@ def paired_tests_table(tests: Sequence[PairedTest]) -> str:
             f"{t.median_difference * scale:+.2f} | {t.statistic:g} | {t.p_value:.3g} |"
         )
     return "\n".join(lines)
+
+
+def gap_closed(groups: dict[str, list[RunResult]], low: str, semi: str, high: str, metric: str = "dice") -> float:
+    """The share of the gap between `low` (few labels) and `high` (all labelled) that `semi` closes:
+    (semi - low) / (high - low) of the means over seeds of the per-run means."""
+    mean = {g: mean_std([r.mean(metric) for r in groups[g]])[0] for g in (low, semi, high)}
+    return (mean[semi] - mean[low]) / (mean[high] - mean[low])
+
+
+def strip_plot(groups: dict[str, list[RunResult]], path: str | Path, metric: str = "dice", title: str = "") -> None:
+    """Per-case values of each group, seeds pooled, as a box plot with every case drawn over it (one colour a seed)."""
+    import matplotlib  # a development dependency: figures are made by those who write RESULTS.md
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scale = 100.0 if metric in PERCENT_METRICS else 1.0
+    names = list(groups)
+    seeds = sorted({r.seed for runs in groups.values() for r in runs})
+    fig, ax = plt.subplots(figsize=(1.6 + 1.25 * len(names), 4.2), dpi=120)
+    pooled = [[v * scale for r in groups[g] for v in (c[metric] for c in r.cases.values()) if math.isfinite(v)]
+              for g in names]  # fmt: skip
+    ax.boxplot(pooled, widths=0.55, showfliers=False, medianprops={"color": "black"})
+    rng = np.random.default_rng(0)  # jitter only
+    for i, g in enumerate(names, start=1):
+        for r in groups[g]:
+            values = [c[metric] * scale for c in r.cases.values() if math.isfinite(c[metric])]
+            colour = f"C{seeds.index(r.seed)}"
+            ax.scatter(i + rng.uniform(-0.18, 0.18, len(values)), values, s=11, alpha=0.7, color=colour,
+                       label=f"seed {r.seed}")  # fmt: skip
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    ax.legend(unique.values(), unique.keys(), fontsize=8, loc="lower right")
+    ax.set_xticks(range(1, len(names) + 1), names, rotation=20, fontsize=8)
+    ax.set_ylabel(HEADINGS[metric] + " per test case")
+    ax.set_title(title, fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
