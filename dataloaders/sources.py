@@ -54,11 +54,24 @@ def check_label(label: np.ndarray, num_classes: int, where: Path) -> np.ndarray:
     if num_classes == 2 and values.size and set(values.tolist()) <= {0, 255}:
         label = label == 255
     elif values.min() < 0 or values.max() > num_classes - 1:
-        raise DataError(
-            f"{where}: label values {values.min():g}..{values.max():g} fall outside 0..{num_classes - 1}; store "
-            f"class indices (0/255 is read as 0/1 for 2 classes) or pass --num_classes {int(values.max()) + 1}"
-        )
+        raise DataError(unexpected_label_values(values, num_classes, where))
     return label.astype(np.uint8)
+
+
+def unexpected_label_values(values: np.ndarray, num_classes: int, where: Path) -> str:
+    """The message for label values outside 0..K-1. Only values 0..m with none missing look like an m+1-class map;
+    anything else (a stray 5 in a 0/1 mask) is named as unexpected, not answered with a class count to pass."""
+    stray = [v for v in values.tolist() if not 0 <= v <= num_classes - 1]
+    present = ", ".join(f"{v:g}" for v in values.tolist()[:8]) + (", ..." if values.size > 8 else "")
+    holds = "0/1 (or 0/255)" if num_classes == 2 else f"0..{num_classes - 1}"
+    if num_classes > 2 and set(values.tolist()) <= {0, 255}:
+        holds += " (0/255 is read as 0/1 only for 2 classes)"
+    contiguous = values.min() == 0 and values.size == int(values.max()) + 1  # every value 0..max present
+    more = f"--num_classes {int(values.max()) + 1}" if contiguous else "--num_classes"
+    return (
+        f"{where}: has label value {stray[0]:g}{' (and others)' if len(stray) > 1 else ''} (present: {present}); "
+        f"a {num_classes}-class mask holds {holds}; check the mask, or pass {more} if it really has more classes"
+    )
 
 
 class Source:
