@@ -7,8 +7,8 @@
 Every source gives, per case ID, the image as float32 and the label as uint8 class indices (None for an image
 without a mask: an unlabelled case), and writes predictions back in the input's format and geometry. LA volumes are
 read as stored (the release normalised them); NIfTI and 2D images are z-scored per image, as LA's preprocessing did.
-For NIfTI and 2D, `<split>.list` files are optional: without them `train` is every case of imagesTr/ (images/) and
-`test` every case of imagesTs/ (none for 2D).
+For NIfTI and 2D, `<split>.list` files are optional: without them `train` is every case of imagesTr/ (images/) not
+named in test.list, and `test` every case of imagesTs/ (none for 2D).
 """
 
 from __future__ import annotations
@@ -90,6 +90,10 @@ class Source:
     def list_ids(self, split: str) -> list[str]:
         return read_list(self.root, split)
 
+    def list_origin(self, split: str) -> str:
+        """Where the IDs of `split` come from, for messages: the list file, or the folder they default to."""
+        return str(self.root / f"{split}.list")
+
     def path(self, case_id: str) -> Path:
         """The case's image file, for messages."""
         raise NotImplementedError
@@ -163,6 +167,8 @@ class NiftiSource(Source):
             ids = read_list(self.root, split)
         else:
             ids = list(_nifti_ids(self.root / ("imagesTr" if split == "train" else "imagesTs")))
+            if split == "train":
+                ids = _without_test_cases(self.root, ids)
         missing = [i for i in ids if i not in self.images]
         if missing:
             raise DataError(
@@ -170,6 +176,13 @@ class NiftiSource(Source):
                 f"imagesTr/{missing[0]}{NIFTI_SUFFIX} (or {missing[0]}{NNUNET_CHANNEL}{NIFTI_SUFFIX})"
             )
         return ids
+
+    def list_origin(self, split: str) -> str:
+        if (self.root / f"{split}.list").is_file():
+            return super().list_origin(split)
+        if split == "train":
+            return f"{self.root / 'imagesTr'}/ (no train.list: every image not in test.list)"
+        return f"{self.root / 'imagesTs'}/ (no {split}.list)"
 
     def path(self, case_id: str) -> Path:
         return self.images[case_id]
@@ -221,6 +234,15 @@ class NiftiSource(Source):
             header.set_data_dtype(array.dtype)
             nib.save(nib.Nifti1Image(array, source.affine, header), path)
         return paths
+
+
+def _without_test_cases(root: Path, ids: list[str]) -> list[str]:
+    """The default training set when there is no train.list: every case not named in test.list (if there is one),
+    so that writing a test.list alone never makes the two splits overlap."""
+    if not (root / "test.list").is_file():
+        return ids
+    test = set(read_list(root, "test"))
+    return [i for i in ids if i not in test]
 
 
 def _find(folder: Path, case_id: str, suffixes: Sequence[str]) -> Path | None:
@@ -280,7 +302,7 @@ class ImageFolderSource(Source):
         if (self.root / f"{split}.list").is_file():
             ids = read_list(self.root, split)
         else:
-            ids = list(self.images) if split == "train" else []
+            ids = _without_test_cases(self.root, list(self.images)) if split == "train" else []
         missing = [i for i in ids if i not in self.images]
         if missing:
             raise DataError(
@@ -288,6 +310,13 @@ class ImageFolderSource(Source):
                 f"(or {', '.join(IMAGE_SUFFIXES[1:])})"
             )
         return ids
+
+    def list_origin(self, split: str) -> str:
+        if (self.root / f"{split}.list").is_file():
+            return super().list_origin(split)
+        if split == "train":
+            return f"{self.root / 'images'}/ (no train.list: every image not in test.list)"
+        return f"no {split}.list in {self.root}"
 
     def path(self, case_id: str) -> Path:
         return self.images[case_id]

@@ -68,6 +68,20 @@ def test_echo_frames_train_test_predict(tmp_path):
     np.testing.assert_array_equal(np.asarray(Image.open(predicted / "frame_008_pred.png")), prediction)
 
 
+def test_training_with_only_a_test_list_takes_the_other_frames(tmp_path):
+    """The README's 2D hint: a test.list and no train.list trains on the frames not in test.list (it used to refuse
+    every test frame as 'also in train.list')."""
+    root = make_synthetic_echo(tmp_path / "echo", n_train=4, n_test=2, labelled=2, shape=(48, 48), seed=7)
+    (root / "train.list").unlink()
+    model = tmp_path / "model"
+    result = run("train_uamt_unlabel.py", "--root_path", root, "--model_dir", model, "--exp", "t", "--patch_size",
+                 "32", "32", "--labelnum", "2", "--max_iterations", "1", "--save_every", "1", "--num_workers", "0",
+                 "--device", "cpu", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    info = json.loads((model / "t" / "run.json").read_text())
+    assert (info["labelled"], info["unlabelled"]) == (2, 2)  # frames 0-3; the 2 test frames (with masks) left out
+
+
 def test_labelled_list_chooses_the_labelled_cases(tmp_path):
     root = make_synthetic_echo(tmp_path / "echo", n_train=6, n_test=1, labelled=3, shape=(64, 64), seed=5)
     (tmp_path / "labelled.txt").write_text("frame_002\nframe_000\n")

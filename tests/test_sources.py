@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dataloaders.checks import check_dataset
 from dataloaders.la_heart import DataError
 from dataloaders.sources import ImageFolderSource, LASource, NiftiSource, open_source
 
@@ -160,6 +161,31 @@ def test_center_crop_and_resize_are_undone_when_writing(echo_root, tmp_path):
     assert agreement > 0.97  # nearest-neighbour down and up again: only the edges may move
     (path,) = source.write_outputs("f1", out, {"uncertainty": np.ones((32, 32), np.float32)})
     assert np.asarray(Image.open(path)).dtype == np.float32
+
+
+def test_a_test_list_alone_leaves_every_other_image_for_training(echo_root):
+    """The README's 2D hint (write a test.list to test) with no train.list: training takes the images not in
+    test.list, and a real overlap (a train.list naming a test case) is refused naming both lists read."""
+    root, _ = echo_root
+    (root / "test.list").write_text("f2\n")
+    source = open_source(root)
+    assert source.list_ids("train") == ["f1", "f3"] and source.list_ids("test") == ["f2"]
+    assert check_dataset(source).ids == {"train": ["f1", "f3"], "test": ["f2"]}
+    assert source.list_origin("train") == f"{root / 'images'}/ (no train.list: every image not in test.list)"
+    (root / "train.list").write_text("f1\nf2\n")
+    with pytest.raises(DataError) as error:
+        check_dataset(source)
+    assert str(error.value).startswith(
+        f"{root / 'test.list'}: 1 ID is also in the training set, read from {root / 'train.list'} (f2); "
+    )
+
+
+def test_a_test_list_alone_leaves_every_other_nifti_volume_for_training(nifti_root):
+    nifti, _, _ = nifti_root
+    (nifti / "test.list").write_text("c2\n")  # a training image named as test: imagesTr/ minus test.list
+    source = open_source(nifti, num_classes=3)
+    assert source.list_ids("train") == ["c1", "c3"] and source.list_ids("test") == ["c2"]
+    assert "imagesTr/ (no train.list" in source.list_origin("train")
 
 
 def test_dicom_frames(tmp_path):
