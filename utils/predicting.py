@@ -18,6 +18,7 @@ from utils.cpu_memory import reuse_freed_memory
 from utils.evaluation import sliding_window_probability
 from utils.prediction import mc_dropout_entropy, overlay_panel
 from utils.testing import fill_from_training, load_network
+from utils.threads import add_threads_flag, set_threads
 from utils.training import DEFAULT_PATCH, add_data_flags, default_device, run_guarded
 
 
@@ -36,6 +37,7 @@ def predicting_parser() -> argparse.ArgumentParser:
     p.add_argument("--mc_passes", type=int, default=8, help="T dropout passes for the uncertainty map; 0: none")
     p.add_argument("--overlays", type=int, default=1, choices=[0, 1], help="1: write <ID>_overlay.png")
     p.add_argument("--device", default=default_device())
+    add_threads_flag(p)
     return p
 
 
@@ -75,4 +77,9 @@ def predict(args: argparse.Namespace) -> Path:
 
 def run_predicting() -> None:
     args = predicting_parser().parse_args()
-    run_guarded(lambda: predict(args))
+
+    def job() -> object:
+        set_threads(args.threads)  # before any torch work
+        return predict(args)
+
+    run_guarded(job)

@@ -27,6 +27,7 @@ from utils.evaluation import (
     summarize,
     whole_volume_probability,
 )
+from utils.threads import add_threads_flag, set_threads
 from utils.training import (
     DEFAULT_PATCH,
     add_data_flags,
@@ -66,6 +67,7 @@ def testing_parser() -> argparse.ArgumentParser:
         help="check the cases before testing: file headers, or every voxel",
     )
     p.add_argument("--device", default=default_device())
+    add_threads_flag(p)
     return p
 
 
@@ -191,4 +193,9 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
 
 def run_testing() -> None:
     args = testing_parser().parse_args()
-    run_guarded(lambda: evaluate(args))
+
+    def job() -> object:
+        set_threads(args.threads)  # before any torch work
+        return evaluate(args)
+
+    run_guarded(job)

@@ -39,6 +39,7 @@ from utils.checkpoint import all_finite, load_checkpoint, restore_training_state
 from utils.cpu_memory import reuse_freed_memory
 from utils.losses import supervised_loss
 from utils.mean_teacher import ema_update, uncertainty_aware_consistency
+from utils.threads import add_threads_flag, set_threads
 from utils.visualize import slice_grid
 
 ConsistencyOn = Literal["none", "all", "unlabeled"]
@@ -83,6 +84,7 @@ def training_parser(description: str, exp: str, semi_supervised: bool) -> argpar
     p.add_argument("--save_every", type=int, default=1000, help="checkpoint every N iterations (and at the end)")
     p.add_argument("--device", default=default_device(), help="cuda, cuda:1, cpu, ...")
     p.add_argument("--num_workers", type=int, default=2, help="data loader processes (0: load in the main one)")
+    add_threads_flag(p)
     p.add_argument(
         "--cpu_allocator",
         choices=["reuse", "system"],
@@ -559,4 +561,9 @@ def run_guarded(job: Callable[[], T]) -> T:
 def run_training(parser: argparse.ArgumentParser, consistency_on: ConsistencyOn) -> None:
     """Entry point of the training scripts."""
     args = parser.parse_args()
-    run_guarded(lambda: train(args, consistency_on))
+
+    def job() -> object:
+        set_threads(args.threads)  # before any torch work
+        return train(args, consistency_on)
+
+    run_guarded(job)
