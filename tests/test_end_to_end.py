@@ -353,7 +353,7 @@ def test_three_classes_train_then_test_end_to_end(tmp_path):
 @pytest.mark.parametrize(
     ("patch", "message"),
     [
-        (["32"], "--patch_size 32: give 3 sides (W H D) for volumes, 2 (W H) for images"),
+        (["32"], "--patch_size 32: give 3 sides for volumes (their axes as stored: W H D for LA), 2 for images (ROWS"),
         (["32", "32", "32", "32"], "give 3 sides"),
         (["32", "32"], "is 3D ("),  # the LA cases are volumes: a 2D patch cannot crop them
     ],
@@ -372,6 +372,16 @@ def test_patch_of_the_wrong_length_is_one_line_and_exit_2(synthetic_root, tmp_pa
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().count("\n") == 0 and message in result.stderr
     assert not (tmp_path / "model").exists()
+
+
+def test_help_says_the_patch_order_of_2d_and_3d():
+    """One order for every 2D size (rows, columns: --patch_size, --center_crop, --resize), the stored axes for
+    volumes; the help says so."""
+    for parser in (training.training_parser("", "x", semi_supervised=True), testing.testing_parser()):
+        text = " ".join(parser.format_help().split())
+        assert "ROWS COLS for 2D images" in text and "the order of --center_crop and --resize" in text
+        assert "LA h5: W H D, the 'image' dataset's axes 0 1 2" in text
+        assert "--center_crop ROWS COLS" in text and "--resize ROWS COLS" in text
 
 
 def test_resume_refuses_another_class_count_and_reads_old_states_as_two_classes(tmp_path):

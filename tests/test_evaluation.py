@@ -46,6 +46,28 @@ def test_constant_network_gives_its_constant_everywhere(shape):
     assert torch.allclose(probability, expected.expand_as(probability), atol=1e-6)  # no voxel left uncovered
 
 
+class RecordingNet(ConstantNet):
+    """A constant network that keeps the spatial shape of every window it sees."""
+
+    def __init__(self, logits):
+        super().__init__(logits)
+        self.seen = []
+
+    def forward(self, x):
+        self.seen += [tuple(x.shape[2:])] * x.shape[0]
+        return super().forward(x)
+
+
+@pytest.mark.parametrize(("shape", "patch"), [((70, 90), (32, 48)), ((40, 36, 30), (32, 16, 24))])
+def test_patch_sides_follow_the_arrays_axes(shape, patch):
+    """--patch_size gives one side per array axis, in order: for a 2D frame rows then columns (32 rows x 48 columns
+    here, as --resize and --center_crop count), for a volume its stored axes."""
+    net = RecordingNet([0.0, 1.0])
+    sliding_window_probability(net, np.zeros(shape, np.float32), patch, 16, 8, 2)
+    counts = [len(window_starts(s, p, st)) for s, p, st in zip(shape, patch, (16, 16, 8))]
+    assert set(net.seen) == {patch} and len(net.seen) == math.prod(counts)
+
+
 def reference_sliding_window(net, image, patch, stride_xy, stride_z, num_classes):
     """An independent slow version: the UA-MT release's loop, window by window with numpy accumulation."""
     w, h, d = image.shape

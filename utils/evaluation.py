@@ -33,10 +33,11 @@ def sliding_window_probability(
     device: torch.device | str = "cpu",
     windows_per_batch: int = 4,
 ) -> torch.Tensor:
-    """Softmax averaged uniformly over every window covering a voxel, shape (C, W, H, D) or (C, W, H), on `device`.
+    """Softmax averaged uniformly over every window covering a voxel, shape (C, *image.shape), on `device`.
 
-    `image` is a (W, H, D) volume with strides (stride_xy, stride_xy, stride_z), or a (W, H) image with strides
-    (stride_xy, stride_xy) (stride_z unused). An image smaller than the patch is zero-padded (left: half the
+    `image` is a volume (its axes as stored: W, H, D for LA) with strides (stride_xy, stride_xy, stride_z), or a 2D
+    (rows, columns) image with strides (stride_xy, stride_xy) (stride_z unused); `patch_size` follows the same axis
+    order (2D: rows, columns). An image smaller than the patch is zero-padded (left: half the
     padding, right: the rest) and the padding cut off again. Windows are independent in eval mode, so batching
     them changes nothing but speed.
     """

@@ -126,7 +126,9 @@ def add_data_flags(p: argparse.ArgumentParser, from_run: bool) -> None:
         nargs="+",
         default=None,
         metavar="SIDE",
-        help="W H D for volumes (a 3D V-Net), W H for 2D images (a 2D V-Net); multiples of 16"
+        help="the patch's sides in the order of the array's axes, multiples of 16: ROWS COLS for 2D images (a 2D "
+        "V-Net; the order of --center_crop and --resize), 3 sides for volumes (a 3D V-Net) in their stored axis order "
+        "(LA h5: W H D, the 'image' dataset's axes 0 1 2; NIfTI: the voxel axes i j k)"
         + (run or "; default: 112 112 80 (the paper's) for volumes, 256 256 for 2D images"),
     )
     p.add_argument(
@@ -145,7 +147,8 @@ def check_args(args: argparse.Namespace, semi: bool) -> None:
     """Refuse flag combinations that cannot train, before anything is read or written."""
     if len(args.patch_size) not in (2, 3):
         raise DataError(
-            f"--patch_size {' '.join(map(str, args.patch_size))}: give 3 sides (W H D) for volumes, 2 (W H) for images"
+            f"--patch_size {' '.join(map(str, args.patch_size))}: give 3 sides for volumes (their axes as stored: W H "
+            f"D for LA), 2 for images (ROWS COLS)"
         )
     if any(s % SIDE_MULTIPLE or s <= 0 for s in args.patch_size):
         raise DataError(f"--patch_size {args.patch_size}: every side must be a positive multiple of {SIDE_MULTIPLE}")
