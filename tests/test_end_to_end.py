@@ -106,7 +106,8 @@ def test_train_then_test_then_summarize(script, exp, extra, method, synthetic_ro
         for suffix in ("pred", "img", "gt"):
             assert (out / f"{case_id}_{suffix}.nii.gz").is_file()
     assert "mean: dice" in result.stdout
-    assert json.loads((out / "test.json").read_text())["cases"] == len(test_ids)
+    settings = json.loads((out / "test.json").read_text())
+    assert settings["cases"] == len(test_ids) and settings["blend"] == "uniform"  # volumes: the release's average
 
     if method == "supervised":  # the whole-volume pass writes beside the windows' results, not over them
         whole = run("test_LA.py", "--root_path", synthetic_root, "--model", exp, "--iteration", 3, "--whole_volume", 1,
@@ -481,7 +482,7 @@ def test_training_and_testing_on_2d_images_with_three_classes(tmp_path, monkeypa
     assert 0.0 <= means["dice"] <= 1.0
     # Against the pieces by hand: the 2D window average, argmax, per-class medpy metrics of the first case.
     image, label = ImageFolderSource(root, num_classes=3).read(test_ids[0])
-    probability = sliding_window_probability(net, image, (32, 32), 8, 4, 3)
+    probability = sliding_window_probability(net, image, (32, 32), 8, 4, 3, blend="gaussian")  # 2D: --blend auto
     expected = class_metrics(probability.argmax(0).numpy().astype(np.uint8), label, 3)
     assert float(rows[0]["dice_2"]) == pytest.approx(expected["dice_2"], abs=1e-6)
     assert float(rows[0]["dice"]) == pytest.approx(expected["dice"], abs=1e-6)
