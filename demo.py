@@ -10,6 +10,7 @@ from pathlib import Path
 from dataloaders.synthetic import make_synthetic_la
 from methods import UAMTUnlabel
 from utils.testing import evaluate, testing_parser
+from utils.threads import add_threads_flag, set_threads
 from utils.training import run_guarded, train, training_parser
 
 SYNTHETIC_ROOT = Path("data/synthetic_LA")
@@ -21,6 +22,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=80)
     parser.add_argument("--labelnum", type=int, default=4)
     parser.add_argument("--device", default=None)
+    add_threads_flag(parser)
     args = parser.parse_args()
     root = args.root_path
     if root is None:
@@ -41,7 +43,7 @@ def main() -> None:
     test_args = testing_parser().parse_args(
         [*common, "--model", "demo_UAMT_unlabel", "--iteration", str(n), "--stride_xy", "16", "--stride_z", "8"]
     )
-    run_guarded(lambda: (train(train_args, UAMTUnlabel), evaluate(test_args)))
+    run_guarded(lambda: (set_threads(args.threads), train(train_args, UAMTUnlabel), evaluate(test_args)))
     run = Path(train_args.model_dir) / train_args.exp
     print(f"\nTensorBoard: tensorboard --logdir {run / 'log'}\nPredictions and metrics.csv: {run / f'test_iter_{n}'}/")
 

@@ -39,8 +39,9 @@ def check_dataset(
     leaked = sorted(set(ids["train"]) & set(ids["test"]))
     if leaked:
         raise DataError(
-            f"{source.root / 'test.list'}: {len(leaked)} IDs are also in train.list ({', '.join(leaked[:3])}); "
-            f"training on test cases leaks them: remove them from one list"
+            f"{source.list_origin('test')}: {len(leaked)} {'IDs are' if len(leaked) > 1 else 'ID is'} also in the "
+            f"training set, read from {source.list_origin('train')} ({', '.join(leaked[:3])}); training on test "
+            f"cases leaks them: remove them from one list"
         )
     report = DatasetReport(ids)
     for split in inspect:

@@ -103,7 +103,7 @@ def random_rot_flip(image: np.ndarray, label: np.ndarray, rng: np.random.Generat
     """rot90 by k in {0,1,2,3} in the axial plane (axes 0, 1), then a flip along axis 0 or 1 (always one).
 
     As in the UA-MT release; the composition is always one of the 4 reflections of the plane, never a rotation.
-    A 2D (W, H) image is that plane itself.
+    A 2D (rows, columns) image is that plane itself.
     """
     k = int(rng.integers(0, 4))
     axis = int(rng.integers(0, 2))

@@ -7,8 +7,8 @@
 Every source gives, per case ID, the image as float32 and the label as uint8 class indices (None for an image
 without a mask: an unlabelled case), and writes predictions back in the input's format and geometry. LA volumes are
 read as stored (the release normalised them); NIfTI and 2D images are z-scored per image, as LA's preprocessing did.
-For NIfTI and 2D, `<split>.list` files are optional: without them `train` is every case of imagesTr/ (images/) and
-`test` every case of imagesTs/ (none for 2D).
+For NIfTI and 2D, `<split>.list` files are optional: without them `train` is every case of imagesTr/ (images/) not
+named in test.list, and `test` every case of imagesTs/ (none for 2D).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import torch
 from PIL import Image
 
 from dataloaders.la_heart import DataError, case_path, inspect_case, read_case, read_list
@@ -54,11 +55,24 @@ def check_label(label: np.ndarray, num_classes: int, where: Path) -> np.ndarray:
     if num_classes == 2 and values.size and set(values.tolist()) <= {0, 255}:
         label = label == 255
     elif values.min() < 0 or values.max() > num_classes - 1:
-        raise DataError(
-            f"{where}: label values {values.min():g}..{values.max():g} fall outside 0..{num_classes - 1}; store "
-            f"class indices (0/255 is read as 0/1 for 2 classes) or pass --num_classes {int(values.max()) + 1}"
-        )
+        raise DataError(unexpected_label_values(values, num_classes, where))
     return label.astype(np.uint8)
+
+
+def unexpected_label_values(values: np.ndarray, num_classes: int, where: Path) -> str:
+    """The message for label values outside 0..K-1. Only values 0..m with none missing look like an m+1-class map;
+    anything else (a stray 5 in a 0/1 mask) is named as unexpected, not answered with a class count to pass."""
+    stray = [v for v in values.tolist() if not 0 <= v <= num_classes - 1]
+    present = ", ".join(f"{v:g}" for v in values.tolist()[:8]) + (", ..." if values.size > 8 else "")
+    holds = "0/1 (or 0/255)" if num_classes == 2 else f"0..{num_classes - 1}"
+    if num_classes > 2 and set(values.tolist()) <= {0, 255}:
+        holds += " (0/255 is read as 0/1 only for 2 classes)"
+    contiguous = values.min() == 0 and values.size == int(values.max()) + 1  # every value 0..max present
+    more = f"--num_classes {int(values.max()) + 1}" if contiguous else "--num_classes"
+    return (
+        f"{where}: has label value {stray[0]:g}{' (and others)' if len(stray) > 1 else ''} (present: {present}); "
+        f"a {num_classes}-class mask holds {holds}; check the mask, or pass {more} if it really has more classes"
+    )
 
 
 class Source:
@@ -67,6 +81,7 @@ class Source:
     dimensions = 3
     name = ""
     normalization = "zscore"  # NIfTI and 2D images; LA h5 volumes are read as stored (normalised by the release)
+    reshapes = False  # whether `read` gives another grid than the stored one (2D crop / resize)
 
     def __init__(self, root: str | Path, num_classes: int = 2):
         self.root = Path(root)
@@ -76,6 +91,10 @@ class Source:
 
     def list_ids(self, split: str) -> list[str]:
         return read_list(self.root, split)
+
+    def list_origin(self, split: str) -> str:
+        """Where the IDs of `split` come from, for messages: the list file, or the folder they default to."""
+        return str(self.root / f"{split}.list")
 
     def path(self, case_id: str) -> Path:
         """The case's image file, for messages."""
@@ -91,9 +110,31 @@ class Source:
     def read(self, case_id: str) -> tuple[np.ndarray, np.ndarray | None]:
         raise NotImplementedError
 
-    def write_outputs(self, case_id: str, out: Path, arrays: dict[str, np.ndarray]) -> list[Path]:
+    # `read` gives a case on the network's grid. Volumes are read on their own grid; 2D frames may be cropped and
+    # resized (ImageFolderSource), and these four methods bring results back to the frame's original grid.
+
+    def original_image(self, case_id: str, image: np.ndarray) -> np.ndarray:
+        """The image on its original grid; `image` is what `read` gave."""
+        return image
+
+    def original_label(self, case_id: str, label: np.ndarray | None) -> np.ndarray | None:
+        """The label (class indices) on the image's original grid; `label` is what `read` gave."""
+        return label
+
+    def map_to_original(self, case_id: str, array: np.ndarray) -> np.ndarray:
+        """A map on the network's grid (a label map, an uncertainty map) on the original grid."""
+        return array
+
+    def probability_to_original(self, case_id: str, probability: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (C, *network grid) on the original grid (C, *original shape)."""
+        return probability
+
+    def write_outputs(
+        self, case_id: str, out: Path, arrays: dict[str, np.ndarray], original_grid: bool = False
+    ) -> list[Path]:
         """Write each `suffix: array` (a prediction, an uncertainty map, ...) as <out>/<ID>_<suffix>.<format>, in
-        the geometry of the case's image."""
+        the geometry of the case's image: arrays on the network's grid are brought back to it first, unless
+        `original_grid` says they are on it already."""
         raise NotImplementedError
 
 
@@ -111,7 +152,9 @@ class LASource(Source):
     def read(self, case_id: str) -> tuple[np.ndarray, np.ndarray | None]:
         return read_case(self.path(case_id), self.num_classes)
 
-    def write_outputs(self, case_id: str, out: Path, arrays: dict[str, np.ndarray]) -> list[Path]:
+    def write_outputs(
+        self, case_id: str, out: Path, arrays: dict[str, np.ndarray], original_grid: bool = False
+    ) -> list[Path]:
         paths = [out / f"{case_id}_{suffix}.nii.gz" for suffix in arrays]
         for path, array in zip(paths, arrays.values()):
             nib.save(nib.Nifti1Image(array, np.eye(4)), path)  # the h5 files carry no geometry
@@ -150,6 +193,8 @@ class NiftiSource(Source):
             ids = read_list(self.root, split)
         else:
             ids = list(_nifti_ids(self.root / ("imagesTr" if split == "train" else "imagesTs")))
+            if split == "train":
+                ids = _without_test_cases(self.root, ids)
         missing = [i for i in ids if i not in self.images]
         if missing:
             raise DataError(
@@ -157,6 +202,13 @@ class NiftiSource(Source):
                 f"imagesTr/{missing[0]}{NIFTI_SUFFIX} (or {missing[0]}{NNUNET_CHANNEL}{NIFTI_SUFFIX})"
             )
         return ids
+
+    def list_origin(self, split: str) -> str:
+        if (self.root / f"{split}.list").is_file():
+            return super().list_origin(split)
+        if split == "train":
+            return f"{self.root / 'imagesTr'}/ (no train.list: every image not in test.list)"
+        return f"{self.root / 'imagesTs'}/ (no {split}.list)"
 
     def path(self, case_id: str) -> Path:
         return self.images[case_id]
@@ -200,7 +252,9 @@ class NiftiSource(Source):
     def spacing(self, case_id: str) -> tuple[float, ...]:
         return tuple(float(z) for z in self._load(self.path(case_id)).header.get_zooms()[:3])
 
-    def write_outputs(self, case_id: str, out: Path, arrays: dict[str, np.ndarray]) -> list[Path]:
+    def write_outputs(
+        self, case_id: str, out: Path, arrays: dict[str, np.ndarray], original_grid: bool = False
+    ) -> list[Path]:
         source = self._load(self.path(case_id))
         paths = [out / f"{case_id}_{suffix}{NIFTI_SUFFIX}" for suffix in arrays]
         for path, array in zip(paths, arrays.values()):
@@ -208,6 +262,15 @@ class NiftiSource(Source):
             header.set_data_dtype(array.dtype)
             nib.save(nib.Nifti1Image(array, source.affine, header), path)
         return paths
+
+
+def _without_test_cases(root: Path, ids: list[str]) -> list[str]:
+    """The default training set when there is no train.list: every case not named in test.list (if there is one),
+    so that writing a test.list alone never makes the two splits overlap."""
+    if not (root / "test.list").is_file():
+        return ids
+    test = set(read_list(root, "test"))
+    return [i for i in ids if i not in test]
 
 
 def _find(folder: Path, case_id: str, suffixes: Sequence[str]) -> Path | None:
@@ -262,12 +325,13 @@ class ImageFolderSource(Source):
         self.resize = tuple(resize) if resize else None
         images = Path(images_folder) if images_folder is not None else self.root / "images"
         self.images = {p.stem: p for p in sorted(images.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+        self._frame_shapes: dict[str, tuple[int, int]] = {}
 
     def list_ids(self, split: str) -> list[str]:
         if (self.root / f"{split}.list").is_file():
             ids = read_list(self.root, split)
         else:
-            ids = list(self.images) if split == "train" else []
+            ids = _without_test_cases(self.root, list(self.images)) if split == "train" else []
         missing = [i for i in ids if i not in self.images]
         if missing:
             raise DataError(
@@ -275,6 +339,13 @@ class ImageFolderSource(Source):
                 f"(or {', '.join(IMAGE_SUFFIXES[1:])})"
             )
         return ids
+
+    def list_origin(self, split: str) -> str:
+        if (self.root / f"{split}.list").is_file():
+            return super().list_origin(split)
+        if split == "train":
+            return f"{self.root / 'images'}/ (no train.list: every image not in test.list)"
+        return f"no {split}.list in {self.root}"
 
     def path(self, case_id: str) -> Path:
         return self.images[case_id]
@@ -303,23 +374,65 @@ class ImageFolderSource(Source):
             picture = np.asarray(Image.fromarray(mode_array).resize(self.resize[::-1], resample))
         return picture
 
+    @property
+    def reshapes(self) -> bool:
+        """Whether frames are cropped or resized for the network (else its grid is the frame's)."""
+        return self.center_crop is not None or self.resize is not None
+
+    def frame_shape(self, case_id: str) -> tuple[int, int]:
+        """The (rows, columns) of the frame as stored."""
+        if case_id not in self._frame_shapes:
+            self._frame_shapes[case_id] = _read_picture(self.path(case_id)).shape[:2]
+        return self._frame_shapes[case_id]
+
+    def _mask(self, case_id: str, frame_shape: tuple[int, ...]) -> np.ndarray | None:
+        """The checked mask (class indices) at the frame's size, or None for an unlabelled frame."""
+        mask_path = self.mask_path(case_id)
+        if mask_path is None:
+            return None
+        mask = _read_picture(mask_path)
+        if mask.shape != frame_shape:
+            raise DataError(
+                f"{mask_path}: mask size {mask.shape} differs from image size {frame_shape}; export the mask at "
+                f"the image's size"
+            )
+        return check_label(mask, self.num_classes, mask_path)
+
     def read(self, case_id: str) -> tuple[np.ndarray, np.ndarray | None]:
         path = self.path(case_id)
         image = _read_picture(path).astype(np.float32)
-        label = None
-        mask_path = self.mask_path(case_id)
-        if mask_path is not None:
-            mask = _read_picture(mask_path)
-            if mask.shape != image.shape:
-                raise DataError(
-                    f"{mask_path}: mask size {mask.shape} differs from image size {image.shape}; export the mask at "
-                    f"the image's size"
-                )
-            label = self._geometry(check_label(mask, self.num_classes, mask_path), nearest=True)
+        self._frame_shapes[case_id] = image.shape
+        mask = self._mask(case_id, image.shape)
+        label = None if mask is None else self._geometry(mask, nearest=True)
         return normalize(self._geometry(image, nearest=False), path, self.normalization), label
 
+    def original_image(self, case_id: str, image: np.ndarray) -> np.ndarray:
+        """The frame as stored (grey levels, not normalised), at its own size."""
+        return _read_picture(self.path(case_id)).astype(np.float32) if self.reshapes else image
+
+    def original_label(self, case_id: str, label: np.ndarray | None) -> np.ndarray | None:
+        """The mask read again at the frame's size: the ground truth as drawn, not its resized copy."""
+        return self._mask(case_id, self.frame_shape(case_id)) if self.reshapes and label is not None else label
+
+    def map_to_original(self, case_id: str, array: np.ndarray) -> np.ndarray:
+        return self.restore_geometry(array, self.frame_shape(case_id)) if self.reshapes else array
+
+    def probability_to_original(self, case_id: str, probability: torch.Tensor) -> torch.Tensor:
+        """Each class's probability resized bilinearly to the crop (then argmax gives smoother edges than resizing
+        the label map by nearest neighbour); outside the crop, where the network saw nothing, background."""
+        if not self.reshapes:
+            return probability
+        shape = self.frame_shape(case_id)
+        channels = probability.float().cpu().numpy()
+        restored = np.stack([self.restore_geometry(channel, shape) for channel in channels])
+        outside = np.ones(shape, bool)
+        outside[self._crop_box(shape)] = False
+        restored[0][outside] = 1.0
+        return torch.from_numpy(restored).to(probability.device)
+
     def restore_geometry(self, array: np.ndarray, original_shape: tuple[int, int]) -> np.ndarray:
-        """Undo `resize` (nearest neighbour) and `center_crop` (zeros outside the crop) of a label-like map."""
+        """Undo `resize` (nearest neighbour for uint8 label maps, bilinear otherwise) and `center_crop` (zeros
+        outside the crop) of a map."""
         box = self._crop_box(original_shape)
         crop_shape = tuple(b.stop - b.start for b in box)
         if array.shape != crop_shape:
@@ -330,13 +443,14 @@ class ImageFolderSource(Source):
         full[box] = array
         return full
 
-    def write_outputs(self, case_id: str, out: Path, arrays: dict[str, np.ndarray]) -> list[Path]:
+    def write_outputs(
+        self, case_id: str, out: Path, arrays: dict[str, np.ndarray], original_grid: bool = False
+    ) -> list[Path]:
         """Label maps (uint8) as PNG, 0/255 for two classes, else the class indices; other maps (float, e.g. the
-        uncertainty) as 32-bit float TIFF."""
-        original_shape = _read_picture(self.path(case_id)).shape[:2]
+        uncertainty) as 32-bit float TIFF; all at the frame's size."""
         paths = []
         for suffix, array in arrays.items():
-            array = self.restore_geometry(array, original_shape)
+            array = array if original_grid else self.map_to_original(case_id, array)
             if array.dtype == np.uint8:
                 path = out / f"{case_id}_{suffix}.png"
                 Image.fromarray(array * 255 if self.num_classes == 2 else array).save(path)

@@ -1,6 +1,7 @@
 """Every data mistake ends in a DataError naming the file and the fix (and, from a script, one line and exit 2)."""
 
 import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -108,7 +109,8 @@ def test_duplicate_ids_and_leakage(root):
     expect(root, f"IDs listed twice: {ids[0]}")
     (root / "train.list").write_text("\n".join(ids))
     (root / "test.list").write_text(ids[1] + "\n")
-    expect(root, "also in train.list.*leaks")
+    said = f"{root / 'test.list'}: 1 ID is also in the training set, read from {root / 'train.list'} ({ids[1]});"
+    expect(root, re.escape(said) + ".*leaks")
 
 
 def run(script, *args, cwd):

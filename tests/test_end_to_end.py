@@ -108,7 +108,8 @@ def test_train_then_test_then_summarize(script, exp, extra, method, synthetic_ro
         for suffix in ("pred", "img", "gt"):
             assert (out / f"{case_id}_{suffix}.nii.gz").is_file()
     assert "mean: dice" in result.stdout
-    assert json.loads((out / "test.json").read_text())["cases"] == len(test_ids)
+    settings = json.loads((out / "test.json").read_text())
+    assert settings["cases"] == len(test_ids) and settings["blend"] == "uniform"  # volumes: the release's average
 
     if method == "supervised":  # the whole-volume pass writes beside the windows' results, not over them
         whole = run("test_LA.py", "--root_path", synthetic_root, "--model", exp, "--iteration", 3, "--whole_volume", 1,
@@ -355,7 +356,7 @@ def test_three_classes_train_then_test_end_to_end(tmp_path):
 @pytest.mark.parametrize(
     ("patch", "message"),
     [
-        (["32"], "--patch_size 32: give 3 sides (W H D) for volumes, 2 (W H) for images"),
+        (["32"], "--patch_size 32: give 3 sides for volumes (their axes as stored: W H D for LA), 2 for images (ROWS"),
         (["32", "32", "32", "32"], "give 3 sides"),
         (["32", "32"], "is 3D ("),  # the LA cases are volumes: a 2D patch cannot crop them
     ],
@@ -374,6 +375,16 @@ def test_patch_of_the_wrong_length_is_one_line_and_exit_2(synthetic_root, tmp_pa
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().count("\n") == 0 and message in result.stderr
     assert not (tmp_path / "model").exists()
+
+
+def test_help_says_the_patch_order_of_2d_and_3d():
+    """One order for every 2D size (rows, columns: --patch_size, --center_crop, --resize), the stored axes for
+    volumes; the help says so."""
+    for parser in (training.training_parser("", "x", UAMTUnlabel), testing.testing_parser()):
+        text = " ".join(parser.format_help().split())
+        assert "ROWS COLS for 2D images" in text and "the order of --center_crop and --resize" in text
+        assert "LA h5: W H D, the 'image' dataset's axes 0 1 2" in text
+        assert "--center_crop ROWS COLS" in text and "--resize ROWS COLS" in text
 
 
 def test_resume_refuses_another_class_count_and_reads_old_states_as_two_classes(tmp_path):
@@ -473,7 +484,7 @@ def test_training_and_testing_on_2d_images_with_three_classes(tmp_path, monkeypa
     assert 0.0 <= means["dice"] <= 1.0
     # Against the pieces by hand: the 2D window average, argmax, per-class medpy metrics of the first case.
     image, label = ImageFolderSource(root, num_classes=3).read(test_ids[0])
-    probability = sliding_window_probability(net, image, (32, 32), 8, 4, 3)
+    probability = sliding_window_probability(net, image, (32, 32), 8, 4, 3, blend="gaussian")  # 2D: --blend auto
     expected = class_metrics(probability.argmax(0).numpy().astype(np.uint8), label, 3)
     assert float(rows[0]["dice_2"]) == pytest.approx(expected["dice_2"], abs=1e-6)
     assert float(rows[0]["dice"]) == pytest.approx(expected["dice"], abs=1e-6)

@@ -1,3 +1,4 @@
+import itertools
 import math
 
 import numpy as np
@@ -13,12 +14,14 @@ from utils.evaluation import (
     METRICS,
     case_metrics,
     class_metrics,
+    gaussian_weights,
     metric_columns,
     sliding_window_probability,
     summarize,
     whole_volume_probability,
     window_starts,
 )
+from utils.testing import resolve_blend
 
 
 class ConstantNet(nn.Module):
@@ -44,6 +47,28 @@ def test_constant_network_gives_its_constant_everywhere(shape):
     assert probability.shape == (3, *shape)
     expected = torch.softmax(torch.tensor(logits), 0).reshape(3, 1, 1, 1)
     assert torch.allclose(probability, expected.expand_as(probability), atol=1e-6)  # no voxel left uncovered
+
+
+class RecordingNet(ConstantNet):
+    """A constant network that keeps the spatial shape of every window it sees."""
+
+    def __init__(self, logits):
+        super().__init__(logits)
+        self.seen = []
+
+    def forward(self, x):
+        self.seen += [tuple(x.shape[2:])] * x.shape[0]
+        return super().forward(x)
+
+
+@pytest.mark.parametrize(("shape", "patch"), [((70, 90), (32, 48)), ((40, 36, 30), (32, 16, 24))])
+def test_patch_sides_follow_the_arrays_axes(shape, patch):
+    """--patch_size gives one side per array axis, in order: for a 2D frame rows then columns (32 rows x 48 columns
+    here, as --resize and --center_crop count), for a volume its stored axes."""
+    net = RecordingNet([0.0, 1.0])
+    sliding_window_probability(net, np.zeros(shape, np.float32), patch, 16, 8, 2)
+    counts = [len(window_starts(s, p, st)) for s, p, st in zip(shape, patch, (16, 16, 8))]
+    assert set(net.seen) == {patch} and len(net.seen) == math.prod(counts)
 
 
 def reference_sliding_window(net, image, patch, stride_xy, stride_z, num_classes):
@@ -122,6 +147,78 @@ def test_2d_sliding_window_matches_the_windowwise_reference(shape, windows_per_b
     theirs = reference_sliding_window_2d(net, image, (32, 32), 9, 3)
     assert ours.shape == (3, *shape)
     np.testing.assert_allclose(ours.numpy(), theirs, atol=1e-5)
+
+
+# --- the Gaussian blend: an option (2D default in the scripts); the uniform average stays the release's -----------
+
+
+def reference_weighted_window(net, image, patch, strides, num_classes, sigma_scale=1 / 8):
+    """Window by window in numpy: each window's softmax times exp(-d²/2σ²) per axis (σ = side/8, d from the window's
+    centre), summed and divided by the summed weights. No padding: the image is at least the patch."""
+    grids = np.meshgrid(*[np.arange(p) - (p - 1) / 2 for p in patch], indexing="ij")
+    weight = np.exp(-0.5 * sum((g / (p * sigma_scale)) ** 2 for g, p in zip(grids, patch)))
+    score = np.zeros((num_classes, *image.shape))
+    total = np.zeros(image.shape)
+    starts = [[min(st * i, s - p) for i in range(math.ceil((s - p) / st) + 1)]
+              for s, p, st in zip(image.shape, patch, strides)]  # fmt: skip
+    for corner in itertools.product(*starts):
+        window = tuple(slice(c, c + p) for c, p in zip(corner, patch))
+        with torch.no_grad():
+            y = torch.softmax(net(torch.from_numpy(image[window][None, None].copy())), 1)[0].numpy()
+        score[(slice(None), *window)] += y * weight
+        total[window] += weight
+    return score / total
+
+
+@pytest.mark.parametrize(("shape", "patch", "strides"), [((71, 50), (32, 32), (9, 9)), ((41, 36, 22), (32, 32, 16),
+                                                         (9, 9, 6))])  # fmt: skip
+def test_gaussian_blend_matches_the_weighted_windowwise_reference(shape, patch, strides):
+    torch.manual_seed(0)
+    net = VNet(n_classes=3, n_filters=4, has_dropout=False, dimensions=len(shape)).eval()
+    image = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    ours = sliding_window_probability(net, image, patch, strides[0], strides[-1], 3, blend="gaussian")
+    np.testing.assert_allclose(ours.numpy(), reference_weighted_window(net, image, patch, strides, 3), atol=1e-5)
+    uniform = sliding_window_probability(net, image, patch, strides[0], strides[-1], 3)
+    assert not torch.allclose(ours, uniform, atol=1e-4)  # an option that changes something, not the default
+    weights = gaussian_weights(patch)
+    assert weights.shape == patch and weights.max() == 1.0 and weights.min() > 0
+
+
+def test_gaussian_blend_keeps_a_constant_network_constant():
+    probability = sliding_window_probability(ConstantNet([0.3, 1.2]), np.zeros((50, 41)), (32, 16), 7, 0, 2,
+                                             blend="gaussian")  # fmt: skip
+    expected = torch.softmax(torch.tensor([0.3, 1.2]), 0).reshape(2, 1, 1)
+    assert torch.allclose(probability, expected.expand_as(probability), atol=1e-6)
+
+
+class RampNet(nn.Module):
+    """Foreground logit rising from -3 to 3 down each window's rows, whatever the input: a network whose output
+    depends on the position in the window, as real ones do near window borders (less context, zero padding)."""
+
+    def forward(self, x):
+        ramp = torch.linspace(-3, 3, x.shape[2]).reshape(1, -1, *[1] * (x.dim() - 3)).expand(x.shape[0], *x.shape[2:])
+        return torch.stack([torch.zeros_like(ramp), ramp], 1)
+
+
+def test_gaussian_blend_removes_the_seams_at_window_borders():
+    """The uniform average jumps where a window starts or ends (the seams of the uncertainty panel); the Gaussian
+    blend changes no faster there than a window's own output does."""
+    image = np.zeros((100, 40), np.float32)
+    jumps = {}
+    for blend in ("uniform", "gaussian"):
+        foreground = sliding_window_probability(RampNet(), image, (32, 32), 12, 0, 2, blend=blend)[1]
+        jumps[blend] = foreground.diff(dim=0).abs().max().item()
+    own_step = torch.sigmoid(torch.linspace(-3, 3, 32)).diff().max().item()  # the steepest step inside a window
+    assert jumps["uniform"] > 4 * own_step and jumps["gaussian"] < 1.5 * own_step
+
+
+def test_blend_auto_is_uniform_for_volumes_and_gaussian_for_2d():
+    assert resolve_blend("auto", 3) == "uniform"  # LA: the release's average, numbers unchanged
+    assert resolve_blend("auto", 2) == "gaussian"
+    assert resolve_blend("uniform", 2) == "uniform" and resolve_blend("gaussian", 3) == "gaussian"
+    with pytest.raises(ValueError, match="blend 'mean'"):
+        sliding_window_probability(ConstantNet([0.0, 1.0]), np.zeros((40, 40), np.float32), (32, 32), 8, 4, 2,
+                                   blend="mean")  # fmt: skip
 
 
 def test_sliding_window_refuses_a_patch_of_another_dimensionality():

@@ -7,11 +7,19 @@ import math
 
 import nibabel as nib
 import numpy as np
+import pytest
+import torch
+from medpy.metric import binary
 from PIL import Image
+from scipy import ndimage
 from test_end_to_end import run
 
+import utils.testing as testing
+from dataloaders.sources import ImageFolderSource
 from dataloaders.synthetic import make_synthetic_nifti
 from dataloaders.synthetic_echo import make_synthetic_echo
+from networks.vnet import VNet
+from utils.evaluation import case_metrics
 
 FAST = ["--max_iterations", "3", "--save_every", "3", "--num_workers", "0", "--device", "cpu"]
 
@@ -39,15 +47,25 @@ def test_echo_frames_train_test_predict(tmp_path):
 
     # The test takes the crop and resize from the run; predictions go back to the 80 x 100 frames.
     result = run("test_LA.py", "--root_path", root, "--model_dir", model, "--model", "echo", "--iteration", "3",
-                 "--stride_xy", "16", "--device", "cpu", cwd=tmp_path)  # fmt: skip
+                 "--stride_xy", "16", "--device", "cpu", "--threads", "1", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr
     out = model / "echo" / "test_iter_3"
     rows = metrics(out / "metrics.csv")
     assert [r["case"] for r in rows] == ["frame_008", "frame_009", "mean"]
     settings = json.loads((out / "test.json").read_text())
     assert (settings["resize"], settings["patch_size"]) == ([64, 64], [48, 48])  # the run's, from its run.json
+    assert settings["blend"] == "gaussian" and "1 torch threads" in settings["machine"]  # 2D default; --threads 1
+    assert settings["metrics_grid"].startswith("each case's original grid")
     prediction = np.asarray(Image.open(out / "frame_008_pred.png"))
     assert prediction.shape == (80, 100) and set(np.unique(prediction)) <= {0, 255}
+    for row in rows[:-1]:  # the metrics are those of the written frame-size prediction against the mask as drawn
+        written = np.asarray(Image.open(out / f"{row['case']}_pred.png")) > 0
+        truth = np.asarray(Image.open(root / "masks" / f"{row['case']}.png")) > 0
+        gt = np.asarray(Image.open(out / f"{row['case']}_gt.png")) > 0
+        np.testing.assert_array_equal(gt, truth)  # the ground truth written is the mask, at its size
+        assert float(row["dice"]) == pytest.approx(binary.dc(written, truth), abs=1e-6)
+        if written.any():
+            assert float(row["hd95"]) == pytest.approx(binary.hd95(written, truth), abs=1e-6)
 
     images = tmp_path / "new_frames"
     images.mkdir()
@@ -63,9 +81,68 @@ def test_echo_frames_train_test_predict(tmp_path):
         assert mask.shape == uncertainty.shape == (80, 100)
         assert uncertainty.min() >= 0 and uncertainty.max() <= math.log(2) + 1e-5  # entropy of 2 classes
         assert not uncertainty[:4].any()  # outside the centre crop: nothing predicted
-        assert Image.open(predicted / f"{case_id}_overlay.png").size == (3 * 64, 64)  # image | contours | heat
+        overlay = np.asarray(Image.open(predicted / f"{case_id}_overlay.png"))
+        assert overlay.shape == (80, 3 * 100, 3)  # image | contours | heat, each at the frame's 80 x 100 size
+        frame = np.asarray(Image.open(images / f"{case_id}.png"))
+        assert np.corrcoef(overlay[:, :100, 0].ravel(), frame.ravel())[0, 1] > 0.9  # the frame itself, not squashed
     # The deterministic prediction is the test's.
     np.testing.assert_array_equal(np.asarray(Image.open(predicted / "frame_008_pred.png")), prediction)
+
+
+def test_2d_metrics_are_computed_on_each_frames_original_grid(tmp_path, monkeypatch):
+    """test_LA.py on frames cropped (80 x 100 of 90 x 120) and resized (48 x 64) for the network: each case's metrics
+    are medpy's on the frame's grid, the mask as stored against the class probabilities resized back bilinearly
+    (background outside the crop) and then argmaxed, done here independently with PIL."""
+    root = make_synthetic_echo(tmp_path / "echo", n_train=2, n_test=3, labelled=2, shape=(90, 120), seed=8)
+    geometry = ["--center_crop", "80", "100", "--resize", "48", "64"]
+    source = ImageFolderSource(root, center_crop=(80, 100), resize=(48, 64))
+    # An oracle in place of the network: the network-grid mask, blurred into soft probabilities.
+    oracle = {}
+    for case_id in ("frame_002", "frame_003", "frame_004"):
+        image, label = source.read(case_id)
+        foreground = ndimage.gaussian_filter(label.astype(np.float32), 1.0)
+        oracle[image.tobytes()] = np.stack([1 - foreground, foreground])
+    monkeypatch.setattr(testing, "sliding_window_probability", lambda net, image, *a: torch.from_numpy(
+        oracle[image.tobytes()]))  # fmt: skip
+    (tmp_path / "model" / "o").mkdir(parents=True)
+    torch.save(VNet(dimensions=2).state_dict(), tmp_path / "model" / "o" / "iter_1.pth")
+    args = testing.testing_parser().parse_args(
+        ["--root_path", str(root), "--model_dir", str(tmp_path / "model"), "--model", "o", "--iteration", "1",
+         "--patch_size", "32", "32", "--device", "cpu", *geometry]
+    )  # fmt: skip
+    testing.evaluate(args)
+    rows = metrics(tmp_path / "model" / "o" / "test_iter_1" / "metrics.csv")[:-1]
+    assert [r["case"] for r in rows] == ["frame_002", "frame_003", "frame_004"]
+    grid_differs = False
+    for row, probability in zip(rows, oracle.values()):
+        channels = [Image.fromarray(p).resize((100, 80), Image.Resampling.BILINEAR) for p in probability]
+        frame = np.zeros((2, 90, 120), np.float32)
+        frame[0] = 1.0  # outside the crop (rows 5..85, columns 10..110): background
+        frame[:, 5:85, 10:110] = np.stack([np.asarray(c) for c in channels])
+        prediction = frame.argmax(0).astype(bool)
+        truth = np.asarray(Image.open(root / "masks" / f"{row['case']}.png")) == 255
+        medpy = {"dice": binary.dc, "jaccard": binary.jc, "hd95": binary.hd95, "asd": binary.asd,
+                 "precision": binary.precision, "recall": binary.recall}  # fmt: skip
+        expected = {name: function(prediction, truth) for name, function in medpy.items()}
+        for name, value in expected.items():
+            assert float(row[name]) == pytest.approx(value, abs=2e-6), (row["case"], name)
+        on_network_grid = case_metrics(probability.argmax(0), source.read(row["case"])[1])
+        grid_differs |= abs(on_network_grid["hd95"] - expected["hd95"]) > 0.1
+    assert grid_differs  # the network's grid would have given other distances: the test tells the grids apart
+
+
+def test_training_with_only_a_test_list_takes_the_other_frames(tmp_path):
+    """The README's 2D hint: a test.list and no train.list trains on the frames not in test.list (it used to refuse
+    every test frame as 'also in train.list')."""
+    root = make_synthetic_echo(tmp_path / "echo", n_train=4, n_test=2, labelled=2, shape=(48, 48), seed=7)
+    (root / "train.list").unlink()
+    model = tmp_path / "model"
+    result = run("train_uamt_unlabel.py", "--root_path", root, "--model_dir", model, "--exp", "t", "--patch_size",
+                 "32", "32", "--labelnum", "2", "--max_iterations", "1", "--save_every", "1", "--num_workers", "0",
+                 "--device", "cpu", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    info = json.loads((model / "t" / "run.json").read_text())
+    assert (info["labelled"], info["unlabelled"]) == (2, 2)  # frames 0-3; the 2 test frames (with masks) left out
 
 
 def test_labelled_list_chooses_the_labelled_cases(tmp_path):

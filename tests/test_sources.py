@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dataloaders.checks import check_dataset
 from dataloaders.la_heart import DataError
 from dataloaders.sources import ImageFolderSource, LASource, NiftiSource, open_source
 
@@ -67,7 +68,7 @@ def test_nifti_cases_lists_labels_and_geometry(nifti_root, tmp_path):
 def test_nifti_bad_data_is_one_line_naming_the_file(nifti_root):
     root, _, affine = nifti_root
     source = open_source(root, num_classes=2)
-    with pytest.raises(DataError, match=r"c1.nii.gz: label values 0..2 fall outside 0..1.*--num_classes 3"):
+    with pytest.raises(DataError, match=r"c1.nii.gz: has label value 2 \(present: 0, 1, 2\).*pass --num_classes 3 if"):
         source.read("c1")
     nib.save(nib.Nifti1Image(np.zeros((20, 18, 9), np.uint8), affine), root / "labelsTr" / "c1.nii.gz")
     with pytest.raises(DataError, match=r"labelsTr/c1.nii.gz: label shape \(20, 18, 9\) differs from image shape"):
@@ -120,8 +121,25 @@ def test_image_folder_reads_frames_and_masks(echo_root):
     with pytest.raises(DataError, match="f3.jpg: JPEG compression changes label values; save the mask as PNG"):
         source.read("f3")
     # 0/255 is binary only for two classes: with three it is a mistake, named.
-    with pytest.raises(DataError, match="f1.png: label values 0..255 fall outside 0..2"):
+    with pytest.raises(DataError, match=r"f1.png: has label value 255 .*0/255 is read as 0/1 only for 2 classes"):
         open_source(root, num_classes=3).read("f1")
+
+
+@pytest.mark.parametrize("foreground", [1, 255])
+def test_a_stray_label_value_is_named_as_unexpected_not_as_a_class_count(echo_root, foreground):
+    """A 2-class mask (0/1 or 0/255) with one stray pixel of 5: the message names the value and what a 2-class mask
+    holds; it must not tell the user to train 6 classes."""
+    root, frames = echo_root
+    mask = np.where(frames["f1"][1] > 0, foreground, 0).astype(np.uint8)
+    mask[0, 0] = 5
+    save_png(root / "masks" / "f1.png", mask)
+    with pytest.raises(DataError) as error:
+        open_source(root).read("f1")
+    message = str(error.value)
+    assert message.startswith(f"{root / 'masks' / 'f1.png'}: has label value 5")
+    assert f"(present: 0, {foreground}, 5)" in message or f"(present: 0, 5, {foreground})" in message
+    assert "a 2-class mask holds 0/1 (or 0/255)" in message and "check the mask" in message
+    assert "--num_classes 6" not in message and "pass --num_classes if it really has more classes" in message
 
 
 def test_center_crop_and_resize_are_undone_when_writing(echo_root, tmp_path):
@@ -143,6 +161,31 @@ def test_center_crop_and_resize_are_undone_when_writing(echo_root, tmp_path):
     assert agreement > 0.97  # nearest-neighbour down and up again: only the edges may move
     (path,) = source.write_outputs("f1", out, {"uncertainty": np.ones((32, 32), np.float32)})
     assert np.asarray(Image.open(path)).dtype == np.float32
+
+
+def test_a_test_list_alone_leaves_every_other_image_for_training(echo_root):
+    """The README's 2D hint (write a test.list to test) with no train.list: training takes the images not in
+    test.list, and a real overlap (a train.list naming a test case) is refused naming both lists read."""
+    root, _ = echo_root
+    (root / "test.list").write_text("f2\n")
+    source = open_source(root)
+    assert source.list_ids("train") == ["f1", "f3"] and source.list_ids("test") == ["f2"]
+    assert check_dataset(source).ids == {"train": ["f1", "f3"], "test": ["f2"]}
+    assert source.list_origin("train") == f"{root / 'images'}/ (no train.list: every image not in test.list)"
+    (root / "train.list").write_text("f1\nf2\n")
+    with pytest.raises(DataError) as error:
+        check_dataset(source)
+    assert str(error.value).startswith(
+        f"{root / 'test.list'}: 1 ID is also in the training set, read from {root / 'train.list'} (f2); "
+    )
+
+
+def test_a_test_list_alone_leaves_every_other_nifti_volume_for_training(nifti_root):
+    nifti, _, _ = nifti_root
+    (nifti / "test.list").write_text("c2\n")  # a training image named as test: imagesTr/ minus test.list
+    source = open_source(nifti, num_classes=3)
+    assert source.list_ids("train") == ["c1", "c3"] and source.list_ids("test") == ["c2"]
+    assert "imagesTr/ (no train.list" in source.list_origin("train")
 
 
 def test_dicom_frames(tmp_path):

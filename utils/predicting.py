@@ -17,7 +17,8 @@ from dataloaders.sources import open_folder
 from utils.cpu_memory import reuse_freed_memory
 from utils.evaluation import sliding_window_probability
 from utils.prediction import mc_dropout_entropy, overlay_panel
-from utils.testing import fill_from_training, load_network
+from utils.testing import add_blend_flag, fill_from_training, load_network, resolve_blend
+from utils.threads import add_threads_flag, set_threads
 from utils.training import DEFAULT_PATCH, add_data_flags, default_device, run_guarded
 
 
@@ -33,9 +34,11 @@ def predicting_parser() -> argparse.ArgumentParser:
     p.add_argument("--stride_xy", type=int, default=18)
     p.add_argument("--stride_z", type=int, default=4)
     p.add_argument("--windows_per_batch", type=int, default=4)
+    add_blend_flag(p)
     p.add_argument("--mc_passes", type=int, default=8, help="T dropout passes for the uncertainty map; 0: none")
     p.add_argument("--overlays", type=int, default=1, choices=[0, 1], help="1: write <ID>_overlay.png")
     p.add_argument("--device", default=default_device())
+    add_threads_flag(p)
     return p
 
 
@@ -57,17 +60,22 @@ def predict(args: argparse.Namespace) -> Path:
     probability = partial(
         sliding_window_probability, patch_size=args.patch_size, stride_xy=args.stride_xy, stride_z=args.stride_z,
         num_classes=num_classes, device=args.device, windows_per_batch=args.windows_per_batch,
+        blend=resolve_blend(args.blend, net.dimensions),
     )  # fmt: skip
 
     for case_id in tqdm(list(source.images), ncols=90, desc="predict"):
         image, _ = source.read(case_id)
-        prediction = probability(net, image).argmax(0).cpu().numpy().astype(np.uint8)
+        # Everything written is on the case's own grid (a 2D frame at its size), as test_LA.py computes it.
+        frame_probability = source.probability_to_original(case_id, probability(net, image))
+        prediction = frame_probability.argmax(0).cpu().numpy().astype(np.uint8)
         outputs = {"pred": prediction}
         if args.mc_passes:
-            outputs["uncertainty"] = mc_dropout_entropy(net, image, args.mc_passes, probability).astype(np.float32)
-        source.write_outputs(case_id, out, outputs)
+            uncertainty = mc_dropout_entropy(net, image, args.mc_passes, probability).astype(np.float32)
+            outputs["uncertainty"] = source.map_to_original(case_id, uncertainty)
+        source.write_outputs(case_id, out, outputs, original_grid=True)
         if args.overlays:
-            panel = overlay_panel(image, prediction, outputs.get("uncertainty"), math.log(num_classes))
+            frame = source.original_image(case_id, image)
+            panel = overlay_panel(frame, prediction, outputs.get("uncertainty"), math.log(num_classes))
             panel.save(out / f"{case_id}_overlay.png")
     print(f"{len(source.images)} predictions in {out}/")
     return out
@@ -75,4 +83,9 @@ def predict(args: argparse.Namespace) -> Path:
 
 def run_predicting() -> None:
     args = predicting_parser().parse_args()
-    run_guarded(lambda: predict(args))
+
+    def job() -> object:
+        set_threads(args.threads)  # before any torch work
+        return predict(args)
+
+    run_guarded(job)

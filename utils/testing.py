@@ -20,6 +20,7 @@ from networks.vnet import VNet
 from utils.checkpoint import load_checkpoint
 from utils.cpu_memory import reuse_freed_memory
 from utils.evaluation import (
+    BLENDS,
     METRICS,
     class_metrics,
     metric_columns,
@@ -27,6 +28,7 @@ from utils.evaluation import (
     summarize,
     whole_volume_probability,
 )
+from utils.threads import add_threads_flag, set_threads
 from utils.training import (
     DEFAULT_PATCH,
     add_data_flags,
@@ -34,6 +36,13 @@ from utils.training import (
     default_device,
     machine_description,
     run_guarded,
+)
+
+# Which grid metrics.csv is computed on, as test.json states it.
+METRICS_GRID = (
+    "each case's original grid: volumes as stored; 2D frames at their own size (class probabilities resized back "
+    "bilinearly from --resize, background outside --center_crop, then argmax; the mask as stored); distances in "
+    "voxels (pixels) of that grid"
 )
 
 
@@ -51,6 +60,7 @@ def testing_parser() -> argparse.ArgumentParser:
     p.add_argument("--stride_z", type=int, default=4, help="(3D only)")
     p.add_argument("--split", default="test", help="which <split>.list to evaluate")
     p.add_argument("--windows_per_batch", type=int, default=4, help="sliding windows per forward pass")
+    add_blend_flag(p)
     p.add_argument(
         "--whole_volume",
         type=int,
@@ -66,7 +76,24 @@ def testing_parser() -> argparse.ArgumentParser:
         help="check the cases before testing: file headers, or every voxel",
     )
     p.add_argument("--device", default=default_device())
+    add_threads_flag(p)
     return p
+
+
+def add_blend_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--blend",
+        choices=["auto", *BLENDS],
+        default="auto",
+        help="how overlapping windows are averaged: uniform (the UA-MT release's), gaussian (weights fall off "
+        "towards each window's border: no seams at window edges); auto: uniform for volumes, gaussian for 2D images",
+    )
+
+
+def resolve_blend(blend: str, dimensions: int) -> str:
+    """--blend auto: the release's uniform average for volumes (the LA numbers stay the paper protocol's), the
+    Gaussian blend for 2D images."""
+    return ("gaussian" if dimensions == 2 else "uniform") if blend == "auto" else blend
 
 
 def training_settings(checkpoint: Path) -> dict:
@@ -151,6 +178,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
     columns = metric_columns(num_classes)
     out = run / (f"{args.split}_iter_{args.iteration}" + ("_whole" if args.whole_volume else ""))
     out.mkdir(parents=True, exist_ok=True)
+    args.blend = resolve_blend(args.blend, net.dimensions)
 
     rows = []
     for case_id in tqdm(ids, ncols=90, desc="test"):
@@ -160,20 +188,27 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
         else:
             probability = sliding_window_probability(
                 net, image, args.patch_size, args.stride_xy, args.stride_z, num_classes, args.device,
-                args.windows_per_batch,
+                args.windows_per_batch, args.blend,
             )  # fmt: skip
+        # Metrics on the case's original grid: a 2D frame cropped or resized for the network gets its class
+        # probabilities resized back (bilinear, then argmax) and is compared with its mask as drawn, at its size.
+        probability = source.probability_to_original(case_id, probability)
         prediction = probability.argmax(0).cpu().numpy().astype(np.uint8)
+        label = source.original_label(case_id, label)
         rows.append(class_metrics(prediction, label, num_classes))
         tqdm.write(f"{case_id}: " + ", ".join(f"{m} {rows[-1][m]:.4f}" for m in METRICS))
         if args.save_nifti:  # in the input's format: NIfTI for volumes, PNG (TIFF for the image) for 2D
-            source.write_outputs(case_id, out, {"pred": prediction, "img": image, "gt": label})
+            arrays = {"pred": prediction, "img": source.original_image(case_id, image), "gt": label}
+            source.write_outputs(case_id, out, arrays, original_grid=True)
 
     means, undefined = summarize(rows, columns)
     write_csv(out / "metrics.csv", ids, rows, means, columns)
     wall_s = time.perf_counter() - started
-    names = ("iteration", "split", "patch_size", "stride_xy", "stride_z", "whole_volume", "center_crop", "resize")
+    names = ("iteration", "split", "patch_size", "stride_xy", "stride_z", "whole_volume", "blend", "center_crop",
+             "resize")  # fmt: skip
     settings = {k: vars(args)[k] for k in names}
     info = settings | {"num_classes": num_classes, "cases": len(ids), "wall_s": round(wall_s, 1)}
+    info["metrics_grid"] = METRICS_GRID
     info["post_processing"] = "none"
     info["machine"] = machine_description(torch.device(args.device))
     (out / "test.json").write_text(json.dumps(info, indent=1) + "\n")
@@ -185,10 +220,17 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
             print(
                 f"{name}: undefined for {count} of {len(ids)} cases (empty prediction or label), left out of the mean"
             )
+    if source.reshapes:
+        print("metrics on each frame's original grid (95HD and ASD in its pixels), not the network's resized one")
     print(f"per-case metrics: {out / 'metrics.csv'}" + (f"; predictions: {out}/" if args.save_nifti else ""))
     return means
 
 
 def run_testing() -> None:
     args = testing_parser().parse_args()
-    run_guarded(lambda: evaluate(args))
+
+    def job() -> object:
+        set_threads(args.threads)  # before any torch work
+        return evaluate(args)
+
+    run_guarded(job)

@@ -34,6 +34,7 @@ from networks.vnet import SIDE_MULTIPLE, VNet
 from utils import distributed
 from utils.checkpoint import all_finite, load_checkpoint, restore_training_state, save_atomic, training_state
 from utils.cpu_memory import reuse_freed_memory
+from utils.threads import add_threads_flag, set_threads
 
 T = TypeVar("T")
 
@@ -78,6 +79,7 @@ def training_parser(description: str, exp: str, method: type[Method]) -> argpars
     p.add_argument("--save_every", type=int, default=1000, help="checkpoint every N iterations (and at the end)")
     p.add_argument("--device", default=default_device(), help="cuda, cuda:1, cpu, ...")
     p.add_argument("--num_workers", type=int, default=2, help="data loader processes (0: load in the main one)")
+    add_threads_flag(p)
     p.add_argument(
         "--cpu_allocator",
         choices=["reuse", "system"],
@@ -99,7 +101,9 @@ def add_data_flags(p: argparse.ArgumentParser, from_run: bool) -> None:
         nargs="+",
         default=None,
         metavar="SIDE",
-        help="W H D for volumes (a 3D V-Net), W H for 2D images (a 2D V-Net); multiples of 16"
+        help="the patch's sides in the order of the array's axes, multiples of 16: ROWS COLS for 2D images (a 2D "
+        "V-Net; the order of --center_crop and --resize), 3 sides for volumes (a 3D V-Net) in their stored axis order "
+        "(LA h5: W H D, the 'image' dataset's axes 0 1 2; NIfTI: the voxel axes i j k)"
         + (run or "; default: 112 112 80 (the paper's) for volumes, 256 256 for 2D images"),
     )
     p.add_argument(
@@ -118,7 +122,8 @@ def check_args(args: argparse.Namespace, method: type[Method]) -> None:
     """Refuse flag combinations that cannot train, before anything is read or written."""
     if len(args.patch_size) not in (2, 3):
         raise DataError(
-            f"--patch_size {' '.join(map(str, args.patch_size))}: give 3 sides (W H D) for volumes, 2 (W H) for images"
+            f"--patch_size {' '.join(map(str, args.patch_size))}: give 3 sides for volumes (their axes as stored: W H "
+            f"D for LA), 2 for images (ROWS COLS)"
         )
     if any(s % SIDE_MULTIPLE or s <= 0 for s in args.patch_size):
         raise DataError(f"--patch_size {args.patch_size}: every side must be a positive multiple of {SIDE_MULTIPLE}")
@@ -476,4 +481,9 @@ def run_guarded(job: Callable[[], T]) -> T:
 def run_training(method: type[Method], description: str, exp: str) -> None:
     """Entry point of the training scripts: parse the loop's and the method's flags, train."""
     args = training_parser(description, exp, method).parse_args()
-    run_guarded(lambda: train(args, method))
+
+    def job() -> object:
+        set_threads(args.threads)  # before any torch work
+        return train(args, method)
+
+    run_guarded(job)

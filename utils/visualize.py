@@ -11,7 +11,7 @@ GRID_GAP = 2
 
 def slice_grid(volume: torch.Tensor, normalize: bool = True, value_range: float | None = None) -> np.ndarray:
     """A (3, W, n*(H+gap)) image of `GRID_SLICES` axial slices spread through the depth of a (W, H, D) volume;
-    a 2D (W, H) item is shown whole, as one (3, W, H) image.
+    a 2D (rows, columns) item is shown whole, as one (3, rows, columns) image.
 
     `normalize` stretches the whole grid to [0, 1]; otherwise values are divided by `value_range` (e.g. C - 1
     for a label map).
