@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = {"supervised": "train_supervised.py", "uamt": "train_uamt.py", "uamt_unlabel": "train_uamt_unlabel.py"}
+SCRIPTS = {"supervised": "train_supervised.py", "uamt": "train_uamt.py", "uamt_unlabel": "train_uamt_unlabel.py",
+           "bcp": "train_bcp.py"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -37,15 +38,19 @@ class Scale:
     stride_xy: int
     stride_z: int
     save_every: int
+    # BCP: (stage 1 iterations, stage 2 iterations, batch size, labelled per batch, lr step of stage 2).
+    bcp: tuple[int, int, int, int, int]
 
 
 CONFIGS = {
     # The paper: full resolution, 6000 iterations, windows at stride 18/4.
-    "paper": Scale("data/LA", (112, 112, 80), 6000, 2500, 150, 40, 18, 4, 1000),
+    # BCP as its release runs LA: 2000 + 15000 iterations at batch 4 + 4.
+    "paper": Scale("data/LA", (112, 112, 80), 6000, 2500, 150, 40, 18, 4, 1000, (2000, 15000, 8, 4, 2500)),
     # The LA-half arena (prepare_la_half.py; volumes ~97x71x44), sized for 2 CPU cores (RESULTS.md): a 48x48x32
     # patch, 1200 iterations, lr x0.1 every 500, lambda(t) ramped over 8 epochs of 150 iterations (0.1 at the end),
-    # test windows at the reference's density on the half grid (stride 9 in x, y, 2 in z).
-    "la_half": Scale("data/LA_half", (48, 48, 32), 1200, 500, 150, 8, 9, 2, 200),
+    # test windows at the reference's density on the half grid (stride 9 in x, y, 2 in z). BCP: 400 pre-training
+    # iterations, then the other rows' 1200 at their batch (2 + 2) and lr schedule.
+    "la_half": Scale("data/LA_half", (48, 48, 32), 1200, 500, 150, 8, 9, 2, 200, (400, 1200, 4, 2, 500)),
 }
 # group -> (method, --labelnum, extra flags). Order = run order within a seed: the floor (supervised:80) first, long
 # UA-MT jobs beside short supervised ones.
@@ -56,30 +61,42 @@ GROUPS = {
     "uamt_unlabel:8": ("uamt_unlabel", 8, []),
     "supervised:8": ("supervised", 8, []),
     "uamt_unlabel_nomask:16": ("uamt_unlabel", 16, ["--uncertainty_mask", "0"]),
+    "bcp:8": ("bcp", 8, []),
+    "bcp:16": ("bcp", 16, []),
     "uamt:16": ("uamt", 16, []),
 }
-DEFAULT_GROUPS = list(GROUPS)[:6]
+DEFAULT_GROUPS = list(GROUPS)[:8]
 # The paired tests of the table: (A, B) for each that has both groups.
 COMPARE = [("uamt_unlabel:8", "supervised:8"), ("uamt_unlabel:16", "supervised:16"),
-           ("uamt_unlabel:16", "uamt_unlabel_nomask:16"), ("supervised:80", "supervised:16")]  # fmt: skip
+           ("uamt_unlabel:16", "uamt_unlabel_nomask:16"), ("supervised:80", "supervised:16"),
+           ("bcp:8", "uamt_unlabel:8"), ("bcp:8", "supervised:8"), ("bcp:16", "uamt_unlabel:16"),
+           ("bcp:16", "supervised:16")]  # fmt: skip
 GAP = ("supervised:16", "uamt_unlabel:16", "supervised:80")  # the share of the 16 -> 80 gap that UA-MT closes
 KEPT = ("run.json", "test_iter_{final}/test.json", "test_iter_{final}/metrics.csv")  # what results/ keeps of a run
 
 
-def job_commands(group: str, seed: int, scale: Scale, model_dir: str, device: str) -> tuple[str, list[list[str]]]:
+def job_commands(
+    group: str, seed: int, scale: Scale, model_dir: str, device: str
+) -> tuple[str, list[list[str]], int]:
+    """The run's name, its train and test commands, and its final iteration."""
     method, labelnum, extra = GROUPS[group]
+    iterations, lr_step = scale.iterations, scale.lr_step
+    if method == "bcp":
+        pre, stage_2, batch, labeled_bs, lr_step = scale.bcp
+        iterations = pre + stage_2
+        extra = [*extra, "--pre_iterations", str(pre), "--batch_size", str(batch), "--labeled_bs", str(labeled_bs)]
     exp = f"{group.replace(':', '_')}_seed{seed}"
     common = ["--root_path", scale.root, "--model_dir", model_dir, "--patch_size", *map(str, scale.patch),
               "--device", device]  # fmt: skip
     train = [sys.executable, SCRIPTS[method], *common, "--exp", exp, "--labelnum", str(labelnum), "--seed", str(seed),
-             "--max_iterations", str(scale.iterations), "--lr_step", str(scale.lr_step),
+             "--max_iterations", str(iterations), "--lr_step", str(lr_step),
              "--save_every", str(scale.save_every), "--num_workers", "0", "--resume", "auto", *extra]  # fmt: skip
-    if method != "supervised":
+    if method.startswith("uamt"):
         train += ["--rampup_epoch_iters", str(scale.rampup_epoch_iters),
                   "--consistency_rampup", str(scale.consistency_rampup)]  # fmt: skip
-    test = [sys.executable, "test_LA.py", *common, "--model", exp, "--iteration", str(scale.iterations),
+    test = [sys.executable, "test_LA.py", *common, "--model", exp, "--iteration", str(iterations),
             "--stride_xy", str(scale.stride_xy), "--stride_z", str(scale.stride_z), "--save_nifti", "0"]  # fmt: skip
-    return exp, [train, test]
+    return exp, [train, test], iterations
 
 
 def has_results(folder: Path, final: int) -> bool:
@@ -134,30 +151,29 @@ def main() -> None:
 
     # Seed-major order: with fewer seeds done, every group still has the same number of runs.
     jobs = [job_commands(g, s, scale, model_dir, args.device) for s in args.seeds for g in args.groups]
-    for _, commands in jobs:
+    for _, commands, _ in jobs:
         for command in commands:
             print(" ".join(["python3", *command[1:]]))
     if args.dry_run:
         return
     if not args.summary_only:
-        run_all(jobs, args.parallel, model_dir, results, threads, scale.iterations)
-    summarize(args, results, scale.iterations)
+        run_all(jobs, args.parallel, model_dir, results, threads)
+    summarize(args, results, {exp: final for exp, _, final in jobs})
 
 
-def run_all(jobs: list, parallel: int, model_dir: str, results: Path, threads: int, final: int) -> None:
+def run_all(jobs: list, parallel: int, model_dir: str, results: Path, threads: int) -> None:
     with ThreadPoolExecutor(parallel) as pool:
         futures = [
             pool.submit(run_job, exp, commands, REPO / model_dir / exp, results / exp, threads, final)
-            for exp, commands in jobs
+            for exp, commands, final in jobs
         ]
         for future in futures:
             print(future.result(), flush=True)
 
 
-def summarize(args: argparse.Namespace, results: Path, final: int) -> None:
+def summarize(args: argparse.Namespace, results: Path, finals: dict[str, int]) -> None:
     """results/<config>/table.md and dice.png from every kept run of the chosen groups; missing ones are pending."""
-    exps = {f"{g.replace(':', '_')}_seed{s}" for g in args.groups for s in args.seeds}
-    runs = sorted(str(p) for p in results.glob("*") if p.name in exps and has_results(p, final))
+    runs = [str(results / exp) for exp, final in sorted(finals.items()) if has_results(results / exp, final)]
     if not runs:
         print(f"no results under {results} yet")
         return
