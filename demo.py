@@ -4,10 +4,10 @@ With no --root_path, a small synthetic LA-like dataset is generated in data/synt
 4 of them labelled, and 4 test cases). About 5 minutes on 2 CPU cores.
 """
 
-import argparse
 from pathlib import Path
 
 from dataloaders.synthetic import make_synthetic_la
+from utils.cli import DEVICE_HELP, Parser
 from utils.testing import evaluate, testing_parser
 from utils.training import run_guarded, train, training_parser
 
@@ -15,11 +15,11 @@ SYNTHETIC_ROOT = Path("data/synthetic_LA")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__)
     parser.add_argument("--root_path", default=None, help="a dataset in the LA layout (default: synthetic)")
-    parser.add_argument("--iterations", type=int, default=80)
-    parser.add_argument("--labelnum", type=int, default=4)
-    parser.add_argument("--device", default=None)
+    parser.add_argument("--iterations", type=int, default=80, help="training iterations (the schedule scales)")
+    parser.add_argument("--labelnum", type=int, default=4, help="labelled cases of train.list")
+    parser.add_argument("--device", default=None, help=DEVICE_HELP)
     args = parser.parse_args()
     root = args.root_path
     if root is None:

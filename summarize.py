@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from dataloaders.la_heart import DataError
+from utils.cli import Parser
 from utils.results import group_runs, load_run, paired_tests_table, paired_wilcoxon, results_table
 from utils.training import run_guarded
 
@@ -28,7 +29,7 @@ def summarize(args: argparse.Namespace) -> str:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__)
     parser.add_argument("runs", nargs="+", help="run folders (model/<exp>), each trained and tested at its end")
     parser.add_argument("--split", default="test", help="the list the runs were tested on")
     parser.add_argument("--compare", nargs=2, action="append", metavar=("A", "B"), help="groups, e.g. uamt_unlabel:16")

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from dataloaders.la_heart import DataError
 from dataloaders.sources import open_folder
+from utils.cli import DEVICE_HELP, Parser
 from utils.cpu_memory import reuse_freed_memory
 from utils.evaluation import sliding_window_probability
 from utils.prediction import mc_dropout_entropy, overlay_panel
@@ -22,20 +23,17 @@ from utils.training import DEFAULT_PATCH, add_data_flags, default_device, run_gu
 
 
 def predicting_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        description="Segment new cases (a folder of .nii.gz volumes or 2D images) with a trained checkpoint.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = Parser(description="Segment new cases (a folder of .nii.gz volumes or 2D images) with a trained checkpoint.")
     p.add_argument("--checkpoint", required=True, help="an iter_<N>.pth written by training")
     p.add_argument("--input", required=True, help="folder of .nii.gz volumes or of 2D images (png, jpg, tif, dcm)")
-    p.add_argument("--out", default="", help="output folder (default: <input>_pred)")
+    p.add_argument("--out", default="", help="output folder; default: <input>_pred")
     add_data_flags(p, from_run=True)
-    p.add_argument("--stride_xy", type=int, default=18)
-    p.add_argument("--stride_z", type=int, default=4)
-    p.add_argument("--windows_per_batch", type=int, default=4)
+    p.add_argument("--stride_xy", type=int, default=18, help="window step along x and y (larger: faster)")
+    p.add_argument("--stride_z", type=int, default=4, help="window step along z (3D only)")
+    p.add_argument("--windows_per_batch", type=int, default=4, help="sliding windows per forward pass")
     p.add_argument("--mc_passes", type=int, default=8, help="T dropout passes for the uncertainty map; 0: none")
     p.add_argument("--overlays", type=int, default=1, choices=[0, 1], help="1: write <ID>_overlay.png")
-    p.add_argument("--device", default=default_device())
+    p.add_argument("--device", default=default_device(), help=DEVICE_HELP)
     return p
 
 

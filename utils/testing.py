@@ -18,6 +18,7 @@ from dataloaders.la_heart import DataError
 from dataloaders.sources import open_source
 from networks.vnet import VNet
 from utils.checkpoint import load_checkpoint
+from utils.cli import DEVICE_HELP, Parser
 from utils.cpu_memory import reuse_freed_memory
 from utils.evaluation import (
     METRICS,
@@ -38,17 +39,14 @@ from utils.training import (
 
 
 def testing_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        description="Sliding-window evaluation of a checkpoint on test.list.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = Parser(description="Sliding-window evaluation of a checkpoint on test.list.")
     p.add_argument("--root_path", default="data/LA", help="folder with test.list and the case folders")
     p.add_argument("--model", default="UAMT_unlabel", help="run name (--exp of training)")
     p.add_argument("--model_dir", default="model", help="folder of runs")
     p.add_argument("--iteration", type=int, default=6000, help="evaluate <model_dir>/<model>/iter_<N>.pth")
     add_data_flags(p, from_run=True)
-    p.add_argument("--stride_xy", type=int, default=18)
-    p.add_argument("--stride_z", type=int, default=4, help="(3D only)")
+    p.add_argument("--stride_xy", type=int, default=18, help="window step along x and y (larger: faster)")
+    p.add_argument("--stride_z", type=int, default=4, help="window step along z (3D only)")
     p.add_argument("--split", default="test", help="which <split>.list to evaluate")
     p.add_argument("--windows_per_batch", type=int, default=4, help="sliding windows per forward pass")
     p.add_argument(
@@ -65,7 +63,7 @@ def testing_parser() -> argparse.ArgumentParser:
         default="headers",
         help="check the cases before testing: file headers, or every voxel",
     )
-    p.add_argument("--device", default=default_device())
+    p.add_argument("--device", default=default_device(), help=DEVICE_HELP)
     return p
 
 

@@ -36,6 +36,7 @@ from dataloaders.sources import NORMALIZATIONS, Source, open_source
 from networks.vnet import SIDE_MULTIPLE, VNet
 from utils import distributed, ramps
 from utils.checkpoint import all_finite, load_checkpoint, restore_training_state, save_atomic, training_state
+from utils.cli import DEVICE_HELP, Parser
 from utils.cpu_memory import reuse_freed_memory
 from utils.losses import supervised_loss
 from utils.mean_teacher import ema_update, uncertainty_aware_consistency
@@ -60,7 +61,7 @@ def default_device() -> str:
 
 def training_parser(description: str, exp: str, semi_supervised: bool) -> argparse.ArgumentParser:
     """The flags of the UA-MT release, plus --labelnum, --patch_size, --num_classes, --device, --num_workers."""
-    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = Parser(description=description)
     p.add_argument(
         "--root_path",
         default="data/LA",
@@ -68,20 +69,20 @@ def training_parser(description: str, exp: str, semi_supervised: bool) -> argpar
     )
     p.add_argument("--exp", default=exp, help="run name: writes to <model_dir>/<exp>/")
     p.add_argument("--model_dir", default="model", help="folder of runs")
-    p.add_argument("--max_iterations", type=int, default=6000)
+    p.add_argument("--max_iterations", type=int, default=6000, help="training iterations (batches)")
     p.add_argument("--batch_size", type=int, default=4, help="items per batch")
     if semi_supervised:
         p.add_argument("--labeled_bs", type=int, default=2, help="labelled items per batch; the rest are unlabelled")
     p.add_argument("--labelnum", type=int, default=16, help="the first N cases of train.list with a label are labelled")
     p.add_argument("--labeled_list", default="", help="a file of the labelled IDs (one a line), instead of --labelnum")
-    p.add_argument("--base_lr", type=float, default=0.01)
+    p.add_argument("--base_lr", type=float, default=0.01, help="SGD learning rate (momentum 0.9, weight decay 1e-4)")
     p.add_argument("--lr_step", type=int, default=2500, help="lr x 0.1 every this many iterations")
-    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--seed", type=int, default=1337, help="seeds the weights, the batches and the augmentations")
     p.add_argument("--deterministic", type=int, default=1, help="1: seeded, cudnn deterministic; 0: cudnn.benchmark")
     add_data_flags(p, from_run=False)
     p.add_argument("--num_classes", type=int, default=2, help="K: classes of the label maps, background included")
     p.add_argument("--save_every", type=int, default=1000, help="checkpoint every N iterations (and at the end)")
-    p.add_argument("--device", default=default_device(), help="cuda, cuda:1, cpu, ...")
+    p.add_argument("--device", default=default_device(), help=DEVICE_HELP)
     p.add_argument("--num_workers", type=int, default=2, help="data loader processes (0: load in the main one)")
     p.add_argument(
         "--cpu_allocator",
@@ -91,7 +92,7 @@ def training_parser(description: str, exp: str, semi_supervised: bool) -> argpar
     )
     p.add_argument("--resume", default="", help="'auto': continue <run>/state_latest.pth if present; or a path")
     if semi_supervised:
-        p.add_argument("--ema_decay", type=float, default=0.99)
+        p.add_argument("--ema_decay", type=float, default=0.99, help="teacher = EMA of the student, alpha at most this")
         p.add_argument("--consistency", type=float, default=0.1, help="maximal consistency weight lambda")
         p.add_argument("--consistency_rampup", type=float, default=40.0, help="ramp length in ramp-up epochs")
         # The release counts the ramp of lambda(t) in "epochs" of 150 iterations (iter_num // 150).
