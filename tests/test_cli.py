@@ -1,12 +1,16 @@
-"""The first hour of a new user: a mistyped flag and --help."""
+"""The first hour of a new user: a mistyped flag, --help, --device cuda on a CPU-only torch."""
 
 import pytest
+import torch
+from conftest import SMALL_PATCH
 from test_end_to_end import run
 
 import utils.predicting as predicting
 import utils.testing as testing
 import utils.training as training
-from utils.cli import Parser
+from dataloaders.la_heart import DataError
+from networks.vnet import VNet
+from utils.cli import Parser, check_device
 
 # --- a mistyped flag: the error and a guess, not 30 lines of usage ------------------------------------------------
 
@@ -76,3 +80,51 @@ def test_every_flag_has_help_and_its_default_once():
 def test_check_data_help_names_rows_and_columns(tmp_path):
     result = run("check_data.py", "--help", cwd=tmp_path)
     assert "--center_crop ROWS COLS" in result.stdout and "CENTER_CROP" not in result.stdout
+
+
+# --- --device cuda on a torch that cannot run it: one line, exit 2, nothing written ---------------------------------
+
+NO_CUDA = "this torch has no CUDA; install a CUDA build or use --device cpu"
+
+
+def test_device_check():
+    assert check_device("cpu") == torch.device("cpu")
+    with pytest.raises(DataError, match="--device gpu: not a device; use cpu, cuda or cuda:N"):
+        check_device("gpu")
+    if not torch.cuda.is_available():
+        reason = NO_CUDA if not torch.backends.cuda.is_built() else "no CUDA device is visible"
+        with pytest.raises(DataError, match=reason):
+            check_device("cuda:0")
+    else:
+        with pytest.raises(DataError, match=f"has {torch.cuda.device_count()} CUDA device"):
+            check_device(f"cuda:{torch.cuda.device_count()}")
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A run folder holding an (untrained) 3D checkpoint iter_5.pth: what testing and prediction load."""
+    run_dir = tmp_path_factory.mktemp("model") / "run"
+    run_dir.mkdir()
+    torch.manual_seed(0)
+    torch.save(VNet(n_classes=2, has_dropout=True).state_dict(), run_dir / "iter_5.pth")
+    return run_dir
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this torch runs on CUDA: --device cuda is valid here")
+@pytest.mark.parametrize("script", ["train_uamt_unlabel.py", "test_LA.py", "predict.py"])
+def test_device_cuda_without_cuda_is_one_line_and_writes_nothing(script, synthetic_root, trained_run, tmp_path):
+    args = {
+        "train_uamt_unlabel.py": ["--root_path", synthetic_root, "--patch_size", *SMALL_PATCH, "--labelnum", 4,
+                                  "--max_iterations", 1, "--num_workers", 0],
+        "test_LA.py": ["--root_path", synthetic_root, "--model_dir", trained_run.parent, "--model", "run",
+                       "--iteration", 5],
+        "predict.py": ["--checkpoint", trained_run / "iter_5.pth", "--input", synthetic_root, "--out",
+                       tmp_path / "out"],
+    }[script]  # fmt: skip
+    before = sorted(trained_run.iterdir())
+    result = run(script, *args, "--device", "cuda", cwd=tmp_path)
+    assert result.returncode == 2
+    reason = NO_CUDA if not torch.backends.cuda.is_built() else "no CUDA device is visible"
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: --device cuda: {reason}")
+    assert list(tmp_path.iterdir()) == [] and sorted(trained_run.iterdir()) == before

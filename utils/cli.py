@@ -1,4 +1,5 @@
-"""What every script's command line shares: a parser whose mistakes take two lines, not a page of usage."""
+"""What every script's command line shares: a parser whose mistakes take two lines, not a page of usage, and the
+check that --device names a device this torch can run on."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ import difflib
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
+
+import torch
+
+from dataloaders.la_heart import DataError
 
 DEVICE_HELP = "cuda, cuda:1, cpu, ...; default: cuda when torch sees one, else cpu"
 
@@ -71,3 +76,22 @@ class Parser(argparse.ArgumentParser):
             # A mistyped flag is the cause of what argparse reports first (e.g. "--checkpoint is required").
             message = f"unrecognized arguments: {' '.join(unknown)}"
         self.exit(2, f"error: {message}{guess}\n{self.prog} --help lists every flag\n")
+
+
+def check_device(name: str) -> torch.device:
+    """The device `--device name` names, refused in one line (DataError) when this torch cannot run on it, before a
+    script reads or writes anything: a CUDA call on a CPU-only build fails deep inside torch with a long trace."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError) as error:
+        raise DataError(f"--device {name}: not a device; use cpu, cuda or cuda:N") from error
+    if device.type == "cuda":
+        if not torch.backends.cuda.is_built():
+            raise DataError(f"--device {name}: this torch has no CUDA; install a CUDA build or use --device cpu")
+        count = torch.cuda.device_count()
+        if count == 0:
+            raise DataError(f"--device {name}: no CUDA device is visible (check the driver, CUDA_VISIBLE_DEVICES); "
+                            f"or use --device cpu")  # fmt: skip
+        if device.index is not None and device.index >= count:
+            raise DataError(f"--device {name}: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}")
+    return device

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from dataloaders.la_heart import DataError
 from dataloaders.sources import open_folder
-from utils.cli import DEVICE_HELP, Parser
+from utils.cli import DEVICE_HELP, Parser, check_device
 from utils.cpu_memory import reuse_freed_memory
 from utils.evaluation import sliding_window_probability
 from utils.prediction import mc_dropout_entropy, overlay_panel
@@ -39,6 +39,7 @@ def predicting_parser() -> argparse.ArgumentParser:
 
 def predict(args: argparse.Namespace) -> Path:
     checkpoint = Path(args.checkpoint)
+    check_device(args.device)  # before anything is read or written
     fill_from_training(args, checkpoint, ("patch_size", "center_crop", "resize", "normalization"))
     if torch.device(args.device).type == "cpu":
         reuse_freed_memory()

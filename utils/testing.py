@@ -18,7 +18,7 @@ from dataloaders.la_heart import DataError
 from dataloaders.sources import open_source
 from networks.vnet import VNet
 from utils.checkpoint import load_checkpoint
-from utils.cli import DEVICE_HELP, Parser
+from utils.cli import DEVICE_HELP, Parser, check_device
 from utils.cpu_memory import reuse_freed_memory
 from utils.evaluation import (
     METRICS,
@@ -122,6 +122,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
     """Evaluate and return the mean metrics; writes <run>/test_iter_<N>/metrics.csv (+ NIfTI files)."""
     started = time.perf_counter()
     run = Path(args.model_dir) / args.model
+    check_device(args.device)  # before anything is read or written
     if torch.device(args.device).type == "cpu":
         reuse_freed_memory()
     checkpoint = run / f"iter_{args.iteration}.pth"

@@ -36,7 +36,7 @@ from dataloaders.sources import NORMALIZATIONS, Source, open_source
 from networks.vnet import SIDE_MULTIPLE, VNet
 from utils import distributed, ramps
 from utils.checkpoint import all_finite, load_checkpoint, restore_training_state, save_atomic, training_state
-from utils.cli import DEVICE_HELP, Parser
+from utils.cli import DEVICE_HELP, Parser, check_device
 from utils.cpu_memory import reuse_freed_memory
 from utils.losses import supervised_loss
 from utils.mean_teacher import ema_update, uncertainty_aware_consistency
@@ -336,6 +336,7 @@ def check_resumable(state: dict, args: argparse.Namespace, path: Path) -> None:
 def train(args: argparse.Namespace, consistency_on: ConsistencyOn) -> Path:
     """Train and return the run folder. `consistency_on`: "none" (supervised), "all" or "unlabeled" (UA-MT).
     Under torchrun, one process per device trains its share of every batch (utils.distributed)."""
+    check_device(args.device)  # before anything is written: no half-made run folder
     ranks, device = distributed.start(args.device)
     if device.type == "cpu" and getattr(args, "cpu_allocator", "reuse") == "reuse":
         reuse_freed_memory()  # no page faults for every 3D activation (utils/cpu_memory.py)
