@@ -1,4 +1,4 @@
-"""The first hour of a new user: a mistyped flag, --help, --device cuda on a CPU-only torch."""
+"""The first hour of a new user: a mistyped flag, --help, --device cuda on a CPU-only torch, a missing checkpoint."""
 
 import pytest
 import torch
@@ -10,6 +10,7 @@ import utils.testing as testing
 import utils.training as training
 from dataloaders.la_heart import DataError
 from networks.vnet import VNet
+from utils.checkpoint import load_checkpoint
 from utils.cli import Parser, check_device
 
 # --- a mistyped flag: the error and a guess, not 30 lines of usage ------------------------------------------------
@@ -128,3 +129,53 @@ def test_device_cuda_without_cuda_is_one_line_and_writes_nothing(script, synthet
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: --device cuda: {reason}")
     assert list(tmp_path.iterdir()) == [] and sorted(trained_run.iterdir()) == before
+
+
+# --- test_LA.py: a missing checkpoint names the ones that exist -----------------------------------------------------
+
+
+def evaluate_error(model_dir, model: str, iteration: int) -> str:
+    args = testing.testing_parser().parse_args(
+        ["--model_dir", str(model_dir), "--model", model, "--iteration", str(iteration), "--device", "cpu"]
+    )
+    with pytest.raises(DataError) as error:
+        testing.evaluate(args)
+    return str(error.value)
+
+
+def test_missing_checkpoint_names_the_iterations_the_run_has(tmp_path):
+    model = tmp_path / "model"
+    assert evaluate_error(model, "demo", 20).endswith(f"{model}/ holds no runs: train one first, or pass --model_dir")
+    (model / "demo").mkdir(parents=True)
+    (model / "other").mkdir()
+    message = evaluate_error(model, "dmeo", 20)
+    assert message.endswith(f"no run dmeo: {model}/ holds demo, other (--model NAME)")
+    assert evaluate_error(model, "demo", 20).endswith("holds no iter_*.pth yet (training saves one every --save_every "
+                                                      "iterations)")  # fmt: skip
+    (model / "demo" / "iter_80.pth").write_bytes(b"")
+    message = evaluate_error(model, "demo", 20)
+    assert message == (
+        f"{model}/demo/iter_20.pth: checkpoint not found; {model}/demo/iter_80.pth exists: --iteration 80"
+    )
+    assert "--resume" not in message
+    for n in (1000, 200):
+        (model / "demo" / f"iter_{n}.pth").write_bytes(b"")
+    (model / "demo" / "iter_x.pth").write_bytes(b"")  # not a checkpoint of the run's
+    message = evaluate_error(model, "demo", 20)
+    assert message.endswith(f"{model}/demo/ holds iter_{{80,200,1000}}.pth: --iteration 1000 (the last)")
+
+
+def test_test_la_prints_the_missing_checkpoint_hint_in_one_line(trained_run, tmp_path):
+    result = run("test_LA.py", "--model_dir", trained_run.parent, "--model", "run", "--iteration", 6000,
+                 "--device", "cpu", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"error: {trained_run}/iter_6000.pth: checkpoint not found; {trained_run}/iter_5.pth exists: --iteration 5"
+    ]
+
+
+def test_a_missing_checkpoint_file_names_its_folders_checkpoints(trained_run):
+    # predict.py --checkpoint and train --resume PATH: what the folder holds, and no flag of another script.
+    with pytest.raises(DataError) as error:
+        load_checkpoint(trained_run / "iter_9.pth")
+    assert str(error.value) == f"{trained_run}/iter_9.pth: checkpoint not found; {trained_run}/ holds iter_5.pth"

@@ -17,7 +17,7 @@ from dataloaders.checks import check_dataset
 from dataloaders.la_heart import DataError
 from dataloaders.sources import open_source
 from networks.vnet import VNet
-from utils.checkpoint import load_checkpoint
+from utils.checkpoint import load_checkpoint, saved_iterations
 from utils.cli import DEVICE_HELP, Parser, check_device
 from utils.cpu_memory import reuse_freed_memory
 from utils.evaluation import (
@@ -107,6 +107,24 @@ def load_network(path: Path, device: torch.device | str, has_dropout: bool = Fal
     return net.to(device).eval(), num_classes
 
 
+def checkpoint_not_found(model_dir: Path, model: str, iteration: int) -> str:
+    """Why <model_dir>/<model>/iter_<iteration>.pth is not there, naming what is: the run's checkpoints (as
+    --iteration values), else the runs of model_dir (as --model values)."""
+    run = model_dir / model
+    missing = f"{run / f'iter_{iteration}.pth'}: checkpoint not found"
+    if not run.is_dir():
+        runs = sorted(p.name for p in model_dir.iterdir() if p.is_dir()) if model_dir.is_dir() else []
+        if not runs:
+            return f"{missing}; {model_dir}/ holds no runs: train one first, or pass --model_dir"
+        return f"{missing}; no run {model}: {model_dir}/ holds {', '.join(runs)} (--model NAME)"
+    saved = saved_iterations(run)
+    if not saved:
+        return f"{missing}; {run}/ holds no iter_*.pth yet (training saves one every --save_every iterations)"
+    if len(saved) == 1:
+        return f"{missing}; {run / f'iter_{saved[0]}.pth'} exists: --iteration {saved[0]}"
+    return f"{missing}; {run}/ holds iter_{{{','.join(map(str, saved))}}}.pth: --iteration {saved[-1]} (the last)"
+
+
 def write_csv(
     path: Path, ids: list[str], rows: list[dict[str, float]], means: dict[str, float], columns: Sequence[str] = METRICS
 ) -> None:
@@ -123,9 +141,11 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
     started = time.perf_counter()
     run = Path(args.model_dir) / args.model
     check_device(args.device)  # before anything is read or written
+    checkpoint = run / f"iter_{args.iteration}.pth"
+    if not checkpoint.is_file():
+        raise DataError(checkpoint_not_found(Path(args.model_dir), args.model, args.iteration))
     if torch.device(args.device).type == "cpu":
         reuse_freed_memory()
-    checkpoint = run / f"iter_{args.iteration}.pth"
     net, num_classes = load_network(checkpoint, args.device)
     fill_from_training(args, checkpoint, ("patch_size", "center_crop", "resize", "normalization"))
     args.patch_size = args.patch_size or list(DEFAULT_PATCH[net.dimensions])
