@@ -1,5 +1,11 @@
-"""The first hour of a new user: a mistyped flag, --help, --device cuda on a CPU-only torch, a missing checkpoint."""
+"""The first hour of a new user: a mistyped flag, --help, --device cuda on a CPU-only torch, a missing checkpoint,
+predict.py on the LA data."""
 
+import math
+import re
+
+import nibabel as nib
+import numpy as np
 import pytest
 import torch
 from conftest import SMALL_PATCH
@@ -8,10 +14,13 @@ from test_end_to_end import run
 import utils.predicting as predicting
 import utils.testing as testing
 import utils.training as training
-from dataloaders.la_heart import DataError
+from dataloaders.la_heart import DataError, case_path, read_case
+from dataloaders.sources import open_folder
 from networks.vnet import VNet
 from utils.checkpoint import load_checkpoint
 from utils.cli import Parser, check_device
+from utils.evaluation import sliding_window_probability
+from utils.testing import load_network
 
 # --- a mistyped flag: the error and a guess, not 30 lines of usage ------------------------------------------------
 
@@ -72,7 +81,7 @@ def test_every_flag_has_help_and_its_default_once():
             assert action.help and text.count("default:") <= 1, (action.option_strings, text)
             assert "(default: None)" not in text and "(default: )" not in text
     helps = {a.dest: a.help for a in predicting.predicting_parser()._actions}
-    assert helps["out"] == "output folder; default: <input>_pred"
+    assert helps["out"] == "output folder; default: <input>_pred, or <checkpoint folder>/<split>_iter_<N>_pred"
     formatter = testing.testing_parser()._get_formatter()
     shown = {a.dest: formatter._expand_help(a) for a in testing.testing_parser()._actions}
     assert shown["stride_xy"].endswith("(default: 18)") and shown["iteration"].endswith("(default: 6000)")
@@ -119,7 +128,7 @@ def test_device_cuda_without_cuda_is_one_line_and_writes_nothing(script, synthet
                                   "--max_iterations", 1, "--num_workers", 0],
         "test_LA.py": ["--root_path", synthetic_root, "--model_dir", trained_run.parent, "--model", "run",
                        "--iteration", 5],
-        "predict.py": ["--checkpoint", trained_run / "iter_5.pth", "--input", synthetic_root, "--out",
+        "predict.py": ["--checkpoint", trained_run / "iter_5.pth", "--root_path", synthetic_root, "--out",
                        tmp_path / "out"],
     }[script]  # fmt: skip
     before = sorted(trained_run.iterdir())
@@ -179,3 +188,41 @@ def test_a_missing_checkpoint_file_names_its_folders_checkpoints(trained_run):
     with pytest.raises(DataError) as error:
         load_checkpoint(trained_run / "iter_9.pth")
     assert str(error.value) == f"{trained_run}/iter_9.pth: checkpoint not found; {trained_run}/ holds iter_5.pth"
+
+
+# --- predict.py on a dataset's split (the LA h5 layout) ----------------------------------------------------------
+
+
+def test_predict_segments_the_cases_of_a_dataset_split(synthetic_root, trained_run, tmp_path):
+    result = run("predict.py", "--checkpoint", trained_run / "iter_5.pth", "--root_path", synthetic_root,
+                 "--split", "test", "--patch_size", *SMALL_PATCH, "--stride_xy", 16, "--stride_z", 16,
+                 "--mc_passes", 2, "--device", "cpu", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    out = trained_run / "test_iter_5_pred"  # beside the checkpoint, as test_LA.py's test_iter_5/
+    ids = (synthetic_root / "test.list").read_text().split()
+    assert f"{len(ids)} predictions in {out}/" in result.stdout
+    expected_files = {f"{i}_{suffix}" for i in ids for suffix in ("pred.nii.gz", "uncertainty.nii.gz", "overlay.png")}
+    assert {p.name for p in out.iterdir()} == expected_files
+    net, _ = load_network(trained_run / "iter_5.pth", "cpu")
+    for case_id in ids:
+        image, _ = read_case(case_path(synthetic_root, case_id))
+        expected = sliding_window_probability(net, image, [32, 32, 32], 16, 16, 2).argmax(0).numpy()
+        prediction = np.asarray(nib.load(out / f"{case_id}_pred.nii.gz").dataobj)
+        assert prediction.shape == image.shape
+        # This case's image, segmented as test_LA.py would (threads may flip a voxel at an exact tie).
+        assert (prediction == expected).mean() > 0.999
+        uncertainty = np.asarray(nib.load(out / f"{case_id}_uncertainty.nii.gz").dataobj)
+        assert uncertainty.shape == image.shape and 0 <= uncertainty.min() and uncertainty.max() <= math.log(2) + 1e-5
+
+
+def test_predict_points_a_dataset_root_given_as_input_to_root_path(synthetic_root):
+    hint = f"holds test.list, train.list: for a dataset pass --root_path {synthetic_root} --split test"
+    with pytest.raises(DataError, match=re.escape(hint)):
+        open_folder(synthetic_root)
+
+
+def test_predict_takes_a_folder_or_a_dataset_not_both(capsys):
+    parser = predicting.predicting_parser()
+    lines = parse_error(parser, ["--checkpoint", "c.pth", "--input", "a", "--root_path", "b"], capsys)
+    assert lines[0] == "error: argument --root_path: not allowed with argument --input"
+    assert parse_error(parser, ["--checkpoint", "c.pth"], capsys)[0].endswith("--input --root_path is required")
