@@ -43,6 +43,11 @@ def main() -> None:
     run_guarded(lambda: (train(train_args, "unlabeled"), evaluate(test_args)))
     run = Path(train_args.model_dir) / train_args.exp
     print(f"\nTensorBoard: tensorboard --logdir {run / 'log'}\nPredictions and metrics.csv: {run / f'test_iter_{n}'}/")
+    # The same checkpoint on the test cases as new data: predictions, uncertainty maps, overlays (README).
+    print(
+        f"Uncertainty maps: python3 predict.py --checkpoint {run / f'iter_{n}.pth'} --root_path {root} --split test "
+        f"--stride_xy 16 --stride_z 8"
+    )
 
 
 if __name__ == "__main__":
