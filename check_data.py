@@ -1,20 +1,23 @@
 """Check a dataset (LA h5, NIfTI or 2D image layout): lists, case files, shapes, dtypes (and with --check_data full,
 every voxel: finite images, labels in 0..K-1)."""
 
-import argparse
-
 from dataloaders.checks import check_dataset
 from dataloaders.sources import open_source
+from utils.cli import Parser
 from utils.training import run_guarded
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--root_path", default="data/LA")
-    parser.add_argument("--patch_size", type=int, nargs="+", default=[112, 112, 80], metavar="SIDE")
-    parser.add_argument("--num_classes", type=int, default=2)
-    parser.add_argument("--center_crop", type=int, nargs=2, default=None, help="2D images")
-    parser.add_argument("--resize", type=int, nargs=2, default=None, help="2D images")
-    parser.add_argument("--check_data", choices=["headers", "full"], default="headers")
+    parser = Parser(description=__doc__)
+    parser.add_argument("--root_path", default="data/LA", help="the dataset folder (LA h5, NIfTI or 2D layout)")
+    parser.add_argument(
+        "--patch_size", type=int, nargs="+", default=[112, 112, 80], metavar="SIDE", help="cases not larger are noted"
+    )
+    parser.add_argument("--num_classes", type=int, default=2, help="K: labels must lie in 0..K-1")
+    parser.add_argument("--center_crop", type=int, nargs=2, default=None, metavar=("ROWS", "COLS"), help="2D images")
+    parser.add_argument("--resize", type=int, nargs=2, default=None, metavar=("ROWS", "COLS"), help="2D images")
+    parser.add_argument(
+        "--check_data", choices=["headers", "full"], default="headers", help="file headers, or every voxel"
+    )
     args = parser.parse_args()
 
     def check():

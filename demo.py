@@ -4,11 +4,11 @@ With no --root_path, a small synthetic LA-like dataset is generated in data/synt
 4 of them labelled, and 4 test cases). About 5 minutes on 2 CPU cores.
 """
 
-import argparse
 from pathlib import Path
 
 from dataloaders.synthetic import make_synthetic_la
 from methods import UAMTUnlabel
+from utils.cli import DEVICE_HELP, Parser
 from utils.testing import evaluate, testing_parser
 from utils.threads import add_threads_flag, set_threads
 from utils.training import run_guarded, train, training_parser
@@ -17,11 +17,11 @@ SYNTHETIC_ROOT = Path("data/synthetic_LA")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__)
     parser.add_argument("--root_path", default=None, help="a dataset in the LA layout (default: synthetic)")
-    parser.add_argument("--iterations", type=int, default=80)
-    parser.add_argument("--labelnum", type=int, default=4)
-    parser.add_argument("--device", default=None)
+    parser.add_argument("--iterations", type=int, default=80, help="training iterations (the schedule scales)")
+    parser.add_argument("--labelnum", type=int, default=4, help="labelled cases of train.list")
+    parser.add_argument("--device", default=None, help=DEVICE_HELP)
     add_threads_flag(parser)
     args = parser.parse_args()
     root = args.root_path
@@ -46,6 +46,11 @@ def main() -> None:
     run_guarded(lambda: (set_threads(args.threads), train(train_args, UAMTUnlabel), evaluate(test_args)))
     run = Path(train_args.model_dir) / train_args.exp
     print(f"\nTensorBoard: tensorboard --logdir {run / 'log'}\nPredictions and metrics.csv: {run / f'test_iter_{n}'}/")
+    # The same checkpoint on the test cases as new data: predictions, uncertainty maps, overlays (README).
+    print(
+        f"Uncertainty maps: python3 predict.py --checkpoint {run / f'iter_{n}.pth'} --root_path {root} --split test "
+        f"--stride_xy 16 --stride_z 8"
+    )
 
 
 if __name__ == "__main__":

@@ -3,13 +3,12 @@
 python3 prepare_la_half.py --src data/LA --dst data/LA_half
 """
 
-import argparse
-
 from dataloaders.resample import resample_dataset
+from utils.cli import Parser
 from utils.training import run_guarded
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__)
     parser.add_argument("--src", default="data/LA", help="an LA-layout dataset folder")
     parser.add_argument("--dst", default="data/LA_half", help="where to write the copy")
     parser.add_argument("--factor", type=float, default=0.5, help="scale of every side")

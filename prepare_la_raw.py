@@ -8,13 +8,12 @@ seeded by --seed and the case ID. Lists: test.list = the IDs of --test_list, els
 case, sorted (as the published train.list is).
 """
 
-import argparse
-
 from dataloaders.raw_la import convert_dataset
+from utils.cli import Parser
 from utils.training import run_guarded
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__)
     parser.add_argument("--raw_path", required=True, help="folder with one <ID>/ folder per case")
     parser.add_argument("--out", default="data/LA", help="where to write the dataset (default data/LA)")
     parser.add_argument("--seed", type=int, default=1337, help="seed of the crop margins and of the test split")

@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 
 from dataloaders.la_heart import DataError
+from utils.cli import Parser
 from utils.results import (
     gap_closed,
     group_runs,
@@ -43,7 +44,7 @@ def summarize(args: argparse.Namespace) -> str:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__)
     parser.add_argument("runs", nargs="+", help="run folders (model/<exp>), each trained and tested at its end")
     parser.add_argument("--split", default="test", help="the list the runs were tested on")
     parser.add_argument("--compare", nargs=2, action="append", metavar=("A", "B"), help="groups, e.g. uamt_unlabel:16")

@@ -11,7 +11,6 @@ FLOP of a forward) as GFLOP/s and the float32 matrix-product rate measured in th
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -24,6 +23,7 @@ import torch  # noqa: E402
 
 from benchmarks.work import forward_flop, matmul_gflops  # noqa: E402
 from networks.vnet import VNet  # noqa: E402
+from utils.cli import Parser  # noqa: E402
 from utils.cpu_memory import reuse_freed_memory  # noqa: E402
 from utils.evaluation import sliding_window_probability, whole_volume_probability, window_starts  # noqa: E402
 
@@ -31,7 +31,7 @@ LA_MEDIAN_SHAPE = (190, 142, 88)  # median of the 100 LA volumes (their sides: 1
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__)
     parser.add_argument("--cases", type=int, default=2, help="timed cases, after one untimed warm-up window")
     parser.add_argument("--shape", type=int, nargs=3, default=LA_MEDIAN_SHAPE)
     parser.add_argument("--patch_size", type=int, nargs=3, default=[112, 112, 80])

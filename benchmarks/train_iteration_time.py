@@ -8,7 +8,6 @@ the peak resident memory of the process, and the achieved GFLOP/s beside what a 
 on the same device in the same run (the floor any implementation of this work would need).
 """
 
-import argparse
 import re
 import resource
 import statistics
@@ -21,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.work import forward_flop, matmul_gflops  # noqa: E402
 from dataloaders.synthetic import make_synthetic_la  # noqa: E402
 from methods import METHODS  # noqa: E402
+from utils.cli import Parser  # noqa: E402
 from utils.training import train, training_parser  # noqa: E402
 
 
@@ -35,7 +35,7 @@ def forwards_per_iteration(method: str, batch_size: int, labeled_bs: int, mc_pas
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__)
     parser.add_argument("--iterations", type=int, default=5, help="timed iterations, the first one dropped")
     parser.add_argument("--method", choices=list(METHODS), default="uamt_unlabel")
     parser.add_argument("--patch_size", type=int, nargs=3, default=[112, 112, 80])

@@ -477,7 +477,9 @@ def open_folder(
     else:
         source = ImageFolderSource(folder, num_classes, center_crop, resize, images_folder=folder)
     if not source.images:
-        raise DataError(f"{folder}: no .nii.gz volume nor image ({', '.join(IMAGE_SUFFIXES)}) found")
+        lists = sorted(p.name for p in folder.glob("*.list"))
+        hint = f"; it holds {', '.join(lists)}: for a dataset pass --root_path {folder} --split test" if lists else ""
+        raise DataError(f"{folder}: no .nii.gz volume nor image ({', '.join(IMAGE_SUFFIXES)}) found{hint}")
     return _configured(source, center_crop, resize, normalization)
 
 

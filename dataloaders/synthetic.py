@@ -8,7 +8,6 @@ to K-1 (core), each inner shell a little brighter; K = 2 gives exactly the singl
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -117,7 +116,9 @@ def make_synthetic_nifti(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Write a synthetic LA-like dataset in the UA-MT layout.")
+    from utils.cli import Parser  # here, not at the top: the generators themselves need nothing of utils/
+
+    parser = Parser(description="Write a synthetic LA-like dataset in the UA-MT layout.")
     parser.add_argument("root", help="output folder, e.g. data/synthetic_LA")
     parser.add_argument("--n_train", type=int, default=20)
     parser.add_argument("--n_test", type=int, default=4)

@@ -7,7 +7,6 @@ array images) with dark cavities, bright walls and one small bright moving mass 
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -65,7 +64,9 @@ def make_synthetic_echo(
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from utils.cli import Parser  # here, not at the top: the generators themselves need nothing of utils/
+
+    parser = Parser(description=__doc__)
     parser.add_argument("--out", default="data/synthetic_echo")
     parser.add_argument("--n_train", type=int, default=40)
     parser.add_argument("--n_test", type=int, default=10)

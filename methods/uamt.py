@@ -43,7 +43,7 @@ class UAMT(Method):
 
     @staticmethod
     def add_flags(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--ema_decay", type=float, default=0.99, help="alpha: the teacher's EMA decay")
+        p.add_argument("--ema_decay", type=float, default=0.99, help="teacher = EMA of the student, alpha at most this")
         p.add_argument("--consistency", type=float, default=0.1, help="maximal consistency weight lambda")
         p.add_argument("--consistency_rampup", type=float, default=40.0, help="ramp length in ramp-up epochs")
         # The release counts the ramp of lambda(t) in "epochs" of 150 iterations (iter_num // 150).

@@ -18,10 +18,18 @@ def save_atomic(obj: object, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def saved_iterations(run: Path) -> list[int]:
+    """The N of each iter_<N>.pth in the run folder, ascending."""
+    numbers = (p.name[len("iter_") : -len(".pth")] for p in run.glob("iter_*.pth"))
+    return sorted(int(n) for n in numbers if n.isdigit())
+
+
 def load_checkpoint(path: Path) -> dict:
     """Unpickle with weights_only=True: a checkpoint can carry code, and such a file is refused, not run."""
     if not path.is_file():
-        raise DataError(f"{path}: checkpoint not found; check --model, --model_dir, --iteration or --resume")
+        saved = saved_iterations(path.parent) if path.parent.is_dir() else []
+        there = f"; {path.parent}/ holds " + ", ".join(f"iter_{n}.pth" for n in saved) if saved else ""
+        raise DataError(f"{path}: checkpoint not found{there}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # UnpicklingError for code, RuntimeError/EOFError for damaged files

@@ -1,5 +1,5 @@
-"""predict.py: a checkpoint and a folder of new cases (no labels) → predictions in the input's format and geometry,
-Monte-Carlo-dropout uncertainty maps and overlay pictures."""
+"""predict.py: a checkpoint and new cases (a folder of them, or a split of a dataset; labels are not used) →
+predictions in the input's format and geometry, Monte-Carlo-dropout uncertainty maps and overlay pictures."""
 
 from __future__ import annotations
 
@@ -13,49 +13,78 @@ import torch
 from tqdm import tqdm
 
 from dataloaders.la_heart import DataError
-from dataloaders.sources import open_folder
+from dataloaders.sources import Source, open_folder, open_source
+from utils.cli import DEVICE_HELP, Parser, check_device
 from utils.cpu_memory import reuse_freed_memory
 from utils.evaluation import sliding_window_probability
 from utils.prediction import mc_dropout_entropy, overlay_panel
 from utils.testing import add_blend_flag, fill_from_training, load_network, resolve_blend
 from utils.threads import add_threads_flag, set_threads
-from utils.training import DEFAULT_PATCH, add_data_flags, default_device, run_guarded
+from utils.training import DEFAULT_PATCH, add_data_flags, check_dimensions, default_device, run_guarded
 
 
 def predicting_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        description="Segment new cases (a folder of .nii.gz volumes or 2D images) with a trained checkpoint.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = Parser(
+        description="Segment new cases with a trained checkpoint: a folder of .nii.gz volumes or 2D images (--input),\n"
+        "or the cases of a dataset's <split>.list (--root_path: LA h5, NIfTI task or 2D images; labels unused)."
     )
     p.add_argument("--checkpoint", required=True, help="an iter_<N>.pth written by training")
-    p.add_argument("--input", required=True, help="folder of .nii.gz volumes or of 2D images (png, jpg, tif, dcm)")
-    p.add_argument("--out", default="", help="output folder (default: <input>_pred)")
+    cases = p.add_mutually_exclusive_group(required=True)
+    cases.add_argument("--input", help="a folder of .nii.gz volumes or of 2D images (png, jpg, tif, dcm)")
+    cases.add_argument(
+        "--root_path", help="a dataset in any training layout (e.g. data/LA): predict the cases of --split"
+    )
+    p.add_argument("--split", default="test", help="with --root_path: which <split>.list")
+    p.add_argument(
+        "--out", default="", help="output folder; default: <input>_pred, or <checkpoint folder>/<split>_iter_<N>_pred"
+    )
     add_data_flags(p, from_run=True)
-    p.add_argument("--stride_xy", type=int, default=18)
-    p.add_argument("--stride_z", type=int, default=4)
-    p.add_argument("--windows_per_batch", type=int, default=4)
+    p.add_argument("--stride_xy", type=int, default=18, help="window step along x and y (larger: faster)")
+    p.add_argument("--stride_z", type=int, default=4, help="window step along z (3D only)")
+    p.add_argument("--windows_per_batch", type=int, default=4, help="sliding windows per forward pass")
     add_blend_flag(p)
     p.add_argument("--mc_passes", type=int, default=8, help="T dropout passes for the uncertainty map; 0: none")
     p.add_argument("--overlays", type=int, default=1, choices=[0, 1], help="1: write <ID>_overlay.png")
-    p.add_argument("--device", default=default_device())
+    p.add_argument("--device", default=default_device(), help=DEVICE_HELP)
     add_threads_flag(p)
     return p
 
 
+def open_cases(args: argparse.Namespace, num_classes: int) -> tuple[Source, list[str], Path]:
+    """The source, the IDs to predict and the default output folder: the files of --input, or the --split of the
+    dataset at --root_path (its labels, if any, unused)."""
+    normalization = args.normalization or "zscore"
+    if args.input:
+        source = open_folder(args.input, num_classes, args.center_crop, args.resize, normalization)
+        return source, list(source.images), Path(str(Path(args.input).resolve()) + "_pred")
+    source = open_source(args.root_path, num_classes, args.center_crop, args.resize, normalization)
+    ids = source.list_ids(args.split)
+    if not ids:
+        raise DataError(f"{args.root_path}: --split {args.split} lists no case")
+    checkpoint = Path(args.checkpoint)
+    return source, ids, checkpoint.parent / f"{args.split}_{checkpoint.stem}_pred"  # beside test_LA's <split>_iter_N
+
+
 def predict(args: argparse.Namespace) -> Path:
     checkpoint = Path(args.checkpoint)
+    check_device(args.device)  # before anything is read or written
     fill_from_training(args, checkpoint, ("patch_size", "center_crop", "resize", "normalization"))
     if torch.device(args.device).type == "cpu":
         reuse_freed_memory()
     net, num_classes = load_network(checkpoint, args.device, has_dropout=args.mc_passes > 0)
-    source = open_folder(args.input, num_classes, args.center_crop, args.resize, args.normalization or "zscore")
+    source, ids, default_out = open_cases(args, num_classes)
     args.patch_size = args.patch_size or list(DEFAULT_PATCH[source.dimensions])
+    where = args.input or f"{args.root_path} ({args.split})"
     if net.dimensions != source.dimensions or len(args.patch_size) != net.dimensions:
         raise DataError(
-            f"{checkpoint} is a {net.dimensions}D V-Net; {args.input} holds {source.dimensions}D cases and "
+            f"{checkpoint} is a {net.dimensions}D V-Net; {where} holds {source.dimensions}D cases and "
             f"--patch_size has {len(args.patch_size)} sides: they must agree"
         )
-    out = Path(args.out) if args.out else Path(str(Path(args.input).resolve()) + "_pred")
+    # Every case's header before anything is written (an LA list may name a missing or damaged file).
+    check_dimensions(
+        {i: tuple(source.inspect(i)) for i in ids}, net.dimensions, f"{checkpoint} is a {net.dimensions}D V-Net"
+    )
+    out = Path(args.out) if args.out else default_out
     out.mkdir(parents=True, exist_ok=True)
     probability = partial(
         sliding_window_probability, patch_size=args.patch_size, stride_xy=args.stride_xy, stride_z=args.stride_z,
@@ -63,7 +92,7 @@ def predict(args: argparse.Namespace) -> Path:
         blend=resolve_blend(args.blend, net.dimensions),
     )  # fmt: skip
 
-    for case_id in tqdm(list(source.images), ncols=90, desc="predict"):
+    for case_id in tqdm(ids, ncols=90, desc="predict"):
         image, _ = source.read(case_id)
         # Everything written is on the case's own grid (a 2D frame at its size), as test_LA.py computes it.
         frame_probability = source.probability_to_original(case_id, probability(net, image))
@@ -77,7 +106,7 @@ def predict(args: argparse.Namespace) -> Path:
             frame = source.original_image(case_id, image)
             panel = overlay_panel(frame, prediction, outputs.get("uncertainty"), math.log(num_classes))
             panel.save(out / f"{case_id}_overlay.png")
-    print(f"{len(source.images)} predictions in {out}/")
+    print(f"{len(ids)} predictions in {out}/")
     return out
 
 

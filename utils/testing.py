@@ -17,7 +17,8 @@ from dataloaders.checks import check_dataset
 from dataloaders.la_heart import DataError
 from dataloaders.sources import open_source
 from networks.vnet import VNet
-from utils.checkpoint import load_checkpoint
+from utils.checkpoint import load_checkpoint, saved_iterations
+from utils.cli import DEVICE_HELP, Parser, check_device
 from utils.cpu_memory import reuse_freed_memory
 from utils.evaluation import (
     BLENDS,
@@ -47,17 +48,14 @@ METRICS_GRID = (
 
 
 def testing_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        description="Sliding-window evaluation of a checkpoint on test.list.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = Parser(description="Sliding-window evaluation of a checkpoint on test.list.")
     p.add_argument("--root_path", default="data/LA", help="folder with test.list and the case folders")
     p.add_argument("--model", default="UAMT_unlabel", help="run name (--exp of training)")
     p.add_argument("--model_dir", default="model", help="folder of runs")
     p.add_argument("--iteration", type=int, default=6000, help="evaluate <model_dir>/<model>/iter_<N>.pth")
     add_data_flags(p, from_run=True)
-    p.add_argument("--stride_xy", type=int, default=18)
-    p.add_argument("--stride_z", type=int, default=4, help="(3D only)")
+    p.add_argument("--stride_xy", type=int, default=18, help="window step along x and y (larger: faster)")
+    p.add_argument("--stride_z", type=int, default=4, help="window step along z (3D only)")
     p.add_argument("--split", default="test", help="which <split>.list to evaluate")
     p.add_argument("--windows_per_batch", type=int, default=4, help="sliding windows per forward pass")
     add_blend_flag(p)
@@ -75,7 +73,7 @@ def testing_parser() -> argparse.ArgumentParser:
         default="headers",
         help="check the cases before testing: file headers, or every voxel",
     )
-    p.add_argument("--device", default=default_device())
+    p.add_argument("--device", default=default_device(), help=DEVICE_HELP)
     add_threads_flag(p)
     return p
 
@@ -136,6 +134,24 @@ def load_network(path: Path, device: torch.device | str, has_dropout: bool = Fal
     return net.to(device).eval(), num_classes
 
 
+def checkpoint_not_found(model_dir: Path, model: str, iteration: int) -> str:
+    """Why <model_dir>/<model>/iter_<iteration>.pth is not there, naming what is: the run's checkpoints (as
+    --iteration values), else the runs of model_dir (as --model values)."""
+    run = model_dir / model
+    missing = f"{run / f'iter_{iteration}.pth'}: checkpoint not found"
+    if not run.is_dir():
+        runs = sorted(p.name for p in model_dir.iterdir() if p.is_dir()) if model_dir.is_dir() else []
+        if not runs:
+            return f"{missing}; {model_dir}/ holds no runs: train one first, or pass --model_dir"
+        return f"{missing}; no run {model}: {model_dir}/ holds {', '.join(runs)} (--model NAME)"
+    saved = saved_iterations(run)
+    if not saved:
+        return f"{missing}; {run}/ holds no iter_*.pth yet (training saves one every --save_every iterations)"
+    if len(saved) == 1:
+        return f"{missing}; {run / f'iter_{saved[0]}.pth'} exists: --iteration {saved[0]}"
+    return f"{missing}; {run}/ holds iter_{{{','.join(map(str, saved))}}}.pth: --iteration {saved[-1]} (the last)"
+
+
 def write_csv(
     path: Path, ids: list[str], rows: list[dict[str, float]], means: dict[str, float], columns: Sequence[str] = METRICS
 ) -> None:
@@ -151,9 +167,12 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
     """Evaluate and return the mean metrics; writes <run>/test_iter_<N>/metrics.csv (+ NIfTI files)."""
     started = time.perf_counter()
     run = Path(args.model_dir) / args.model
+    check_device(args.device)  # before anything is read or written
+    checkpoint = run / f"iter_{args.iteration}.pth"
+    if not checkpoint.is_file():
+        raise DataError(checkpoint_not_found(Path(args.model_dir), args.model, args.iteration))
     if torch.device(args.device).type == "cpu":
         reuse_freed_memory()
-    checkpoint = run / f"iter_{args.iteration}.pth"
     net, num_classes = load_network(checkpoint, args.device)
     fill_from_training(args, checkpoint, ("patch_size", "center_crop", "resize", "normalization"))
     args.patch_size = args.patch_size or list(DEFAULT_PATCH[net.dimensions])

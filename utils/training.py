@@ -33,6 +33,7 @@ from methods.base import Method
 from networks.vnet import SIDE_MULTIPLE, VNet
 from utils import distributed
 from utils.checkpoint import all_finite, load_checkpoint, restore_training_state, save_atomic, training_state
+from utils.cli import DEVICE_HELP, Parser, check_device
 from utils.cpu_memory import reuse_freed_memory
 from utils.threads import add_threads_flag, set_threads
 
@@ -56,7 +57,7 @@ def training_parser(description: str, exp: str, method: type[Method]) -> argpars
     """The loop's flags (the UA-MT release's, plus --labelnum, --patch_size, --num_classes, --device, ...) and the
     method's own."""
     semi_supervised = method.semi_supervised
-    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = Parser(description=description)
     p.add_argument(
         "--root_path",
         default="data/LA",
@@ -64,20 +65,20 @@ def training_parser(description: str, exp: str, method: type[Method]) -> argpars
     )
     p.add_argument("--exp", default=exp, help="run name: writes to <model_dir>/<exp>/")
     p.add_argument("--model_dir", default="model", help="folder of runs")
-    p.add_argument("--max_iterations", type=int, default=6000)
+    p.add_argument("--max_iterations", type=int, default=6000, help="training iterations (batches)")
     p.add_argument("--batch_size", type=int, default=4, help="items per batch")
     if semi_supervised:
         p.add_argument("--labeled_bs", type=int, default=2, help="labelled items per batch; the rest are unlabelled")
     p.add_argument("--labelnum", type=int, default=16, help="the first N cases of train.list with a label are labelled")
     p.add_argument("--labeled_list", default="", help="a file of the labelled IDs (one a line), instead of --labelnum")
-    p.add_argument("--base_lr", type=float, default=0.01)
+    p.add_argument("--base_lr", type=float, default=0.01, help="SGD learning rate (momentum 0.9, weight decay 1e-4)")
     p.add_argument("--lr_step", type=int, default=2500, help="lr x 0.1 every this many iterations")
-    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--seed", type=int, default=1337, help="seeds the weights, the batches and the augmentations")
     p.add_argument("--deterministic", type=int, default=1, help="1: seeded, cudnn deterministic; 0: cudnn.benchmark")
     add_data_flags(p, from_run=False)
     p.add_argument("--num_classes", type=int, default=2, help="K: classes of the label maps, background included")
     p.add_argument("--save_every", type=int, default=1000, help="checkpoint every N iterations (and at the end)")
-    p.add_argument("--device", default=default_device(), help="cuda, cuda:1, cpu, ...")
+    p.add_argument("--device", default=default_device(), help=DEVICE_HELP)
     p.add_argument("--num_workers", type=int, default=2, help="data loader processes (0: load in the main one)")
     add_threads_flag(p)
     p.add_argument(
@@ -287,6 +288,7 @@ def check_resumable(state: dict, args: argparse.Namespace, path: Path) -> None:
 def train(args: argparse.Namespace, method: type[Method]) -> Path:
     """Train with `method` and return the run folder. Under torchrun, one process per device trains its share of
     every batch (utils.distributed)."""
+    check_device(args.device)  # before anything is written: no half-made run folder
     ranks, device = distributed.start(args.device)
     if device.type == "cpu" and getattr(args, "cpu_allocator", "reuse") == "reuse":
         reuse_freed_memory()  # no page faults for every 3D activation (utils/cpu_memory.py)
