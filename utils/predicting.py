@@ -16,6 +16,7 @@ from dataloaders.la_heart import DataError
 from dataloaders.sources import open_folder
 from utils.cpu_memory import reuse_freed_memory
 from utils.evaluation import sliding_window_probability
+from utils.precision import add_precision_flag, autocast, resolve_precision
 from utils.prediction import mc_dropout_entropy, overlay_panel
 from utils.testing import fill_from_training, load_network
 from utils.training import DEFAULT_PATCH, add_data_flags, default_device, run_guarded
@@ -36,11 +37,13 @@ def predicting_parser() -> argparse.ArgumentParser:
     p.add_argument("--mc_passes", type=int, default=8, help="T dropout passes for the uncertainty map; 0: none")
     p.add_argument("--overlays", type=int, default=1, choices=[0, 1], help="1: write <ID>_overlay.png")
     p.add_argument("--device", default=default_device())
+    add_precision_flag(p)
     return p
 
 
 def predict(args: argparse.Namespace) -> Path:
     checkpoint = Path(args.checkpoint)
+    args.precision = resolve_precision(getattr(args, "precision", "fp32"), args.device)
     fill_from_training(args, checkpoint, ("patch_size", "center_crop", "resize", "normalization"))
     if torch.device(args.device).type == "cpu":
         reuse_freed_memory()
@@ -61,10 +64,12 @@ def predict(args: argparse.Namespace) -> Path:
 
     for case_id in tqdm(list(source.images), ncols=90, desc="predict"):
         image, _ = source.read(case_id)
-        prediction = probability(net, image).argmax(0).cpu().numpy().astype(np.uint8)
-        outputs = {"pred": prediction}
-        if args.mc_passes:
-            outputs["uncertainty"] = mc_dropout_entropy(net, image, args.mc_passes, probability).astype(np.float32)
+        with autocast(args.precision, args.device):  # bf16: the forwards only; the windows' softmax is float32
+            prediction = probability(net, image).argmax(0).cpu().numpy().astype(np.uint8)
+            outputs = {"pred": prediction}
+            if args.mc_passes:
+                uncertainty = mc_dropout_entropy(net, image, args.mc_passes, probability)
+                outputs["uncertainty"] = uncertainty.astype(np.float32)
         source.write_outputs(case_id, out, outputs)
         if args.overlays:
             panel = overlay_panel(image, prediction, outputs.get("uncertainty"), math.log(num_classes))

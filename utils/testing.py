@@ -27,6 +27,7 @@ from utils.evaluation import (
     summarize,
     whole_volume_probability,
 )
+from utils.precision import add_precision_flag, autocast, resolve_precision
 from utils.training import (
     DEFAULT_PATCH,
     add_data_flags,
@@ -66,6 +67,7 @@ def testing_parser() -> argparse.ArgumentParser:
         help="check the cases before testing: file headers, or every voxel",
     )
     p.add_argument("--device", default=default_device())
+    add_precision_flag(p)
     return p
 
 
@@ -123,6 +125,7 @@ def write_csv(
 def evaluate(args: argparse.Namespace) -> dict[str, float]:
     """Evaluate and return the mean metrics; writes <run>/test_iter_<N>/metrics.csv (+ NIfTI files)."""
     started = time.perf_counter()
+    args.precision = resolve_precision(getattr(args, "precision", "fp32"), args.device)  # test.json records what ran
     run = Path(args.model_dir) / args.model
     if torch.device(args.device).type == "cpu":
         reuse_freed_memory()
@@ -155,13 +158,14 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
     rows = []
     for case_id in tqdm(ids, ncols=90, desc="test"):
         image, label = source.read(case_id)
-        if args.whole_volume:
-            probability = whole_volume_probability(net, image, args.device)
-        else:
-            probability = sliding_window_probability(
-                net, image, args.patch_size, args.stride_xy, args.stride_z, num_classes, args.device,
-                args.windows_per_batch,
-            )  # fmt: skip
+        with autocast(args.precision, args.device):  # bf16: the forwards only; both pass float32 to the softmax
+            if args.whole_volume:
+                probability = whole_volume_probability(net, image, args.device)
+            else:
+                probability = sliding_window_probability(
+                    net, image, args.patch_size, args.stride_xy, args.stride_z, num_classes, args.device,
+                    args.windows_per_batch,
+                )  # fmt: skip
         prediction = probability.argmax(0).cpu().numpy().astype(np.uint8)
         rows.append(class_metrics(prediction, label, num_classes))
         tqdm.write(f"{case_id}: " + ", ".join(f"{m} {rows[-1][m]:.4f}" for m in METRICS))
@@ -171,7 +175,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
     means, undefined = summarize(rows, columns)
     write_csv(out / "metrics.csv", ids, rows, means, columns)
     wall_s = time.perf_counter() - started
-    names = ("iteration", "split", "patch_size", "stride_xy", "stride_z", "whole_volume", "center_crop", "resize")
+    names = ("iteration", "split", "patch_size", "stride_xy", "stride_z", "whole_volume", "center_crop", "resize",
+             "precision")  # fmt: skip
     settings = {k: vars(args)[k] for k in names}
     info = settings | {"num_classes": num_classes, "cases": len(ids), "wall_s": round(wall_s, 1)}
     info["post_processing"] = "none"

@@ -39,6 +39,7 @@ from utils.checkpoint import all_finite, load_checkpoint, restore_training_state
 from utils.cpu_memory import reuse_freed_memory
 from utils.losses import supervised_loss
 from utils.mean_teacher import ema_update, uncertainty_aware_consistency
+from utils.precision import add_precision_flag, cast_forward, resolve_precision
 from utils.visualize import slice_grid
 
 ConsistencyOn = Literal["none", "all", "unlabeled"]
@@ -89,6 +90,7 @@ def training_parser(description: str, exp: str, semi_supervised: bool) -> argpar
         default="reuse",
         help="CPU: reuse freed memory (faster for large patches, more resident memory) or glibc's default",
     )
+    add_precision_flag(p)
     p.add_argument("--resume", default="", help="'auto': continue <run>/state_latest.pth if present; or a path")
     if semi_supervised:
         p.add_argument("--ema_decay", type=float, default=0.99)
@@ -356,6 +358,7 @@ def _train(
     if args.patch_size is None:  # the network's dimensionality follows the data's
         args.patch_size = list(DEFAULT_PATCH[source.dimensions])
     check_args(args, semi)
+    args.precision = resolve_precision(getattr(args, "precision", "fp32"), device, args.patch_size)  # to run.json
     # Lists and train-case headers first, then every voxel of the cases used as they are loaded: a data mistake
     # stops the run before it writes anything.
     report = check_dataset(source, ("train",), args.patch_size)
@@ -419,6 +422,7 @@ def _train(
         # The networks start equal on every rank (same seed); each rank then draws its own dropout and teacher noise.
         torch.manual_seed(args.seed + ranks.rank + ranks.world_size * iteration)
         model = DistributedDataParallel(student, device_ids=[device.index] if device.type == "cuda" else None)
+    forward = cast_forward(model, args.precision, device)  # bf16: autocast inside, float32 logits out
 
     def elapsed_s() -> float:
         return elapsed_before + time.perf_counter() - started
@@ -450,7 +454,7 @@ def _train(
                 images = batch["image"].to(device, non_blocking=True)
                 labels = batch["label"].to(device, non_blocking=True)
 
-                logits = model(images)
+                logits = forward(images)
                 loss_sup, parts = supervised_loss(logits[labeled], labels[labeled])
                 loss = loss_sup
                 scalars = {
@@ -470,7 +474,8 @@ def _train(
                         else math.inf
                     )
                     consistency = uncertainty_aware_consistency(
-                        logits[consistency_items], teacher, images[consistency_items], threshold, args.mc_passes,
+                        logits[consistency_items], cast_forward(teacher, args.precision, device),
+                        images[consistency_items], threshold, args.mc_passes,
                         args.mc_passes_per_forward,
                     )  # fmt: skip
                     loss = loss_sup + weight * consistency.loss
