@@ -187,6 +187,8 @@ class Bf16Forward:
         return output.float()
 
     def __getattr__(self, name: str) -> Any:
+        if name == "net":  # not set yet (copy, pickle): no recursion
+            raise AttributeError(name)
         return getattr(self.net, name)
 
 
