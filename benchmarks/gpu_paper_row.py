@@ -123,12 +123,14 @@ def test_command(args: argparse.Namespace, root: Path, model_dir: Path, exp: str
             args.precision, "--save_nifti", "0"]  # fmt: skip
 
 
-def smoke(args: argparse.Namespace, root: Path, model_dir: Path) -> tuple[float, str]:
+def smoke(args: argparse.Namespace, root: Path, model_dir: Path) -> tuple[float, float, str]:
     """The configuration for a few iterations, then test_LA.py on its checkpoint and one training case (the code
-    path, not a result: no test case is read). Stops the script on any failure; returns ms per iteration and the
-    precision that ran."""
+    path, not a result: no test case is read). Stops the script on any failure; returns ms per iteration, the
+    training process's seconds outside its iterations (start-up: imports, data, checks) and the precision that ran."""
     iterations = args.smoke_iterations
+    started = time.perf_counter()
     run(train_command(args, root, model_dir, "smoke", iterations), "the smoke run's training")
+    train_s = time.perf_counter() - started
     (root / "smoke.list").write_text((root / "train.list").read_text().split()[0] + "\n")
     run(test_command(args, root, model_dir, "smoke", iterations) + ["--split", "smoke"], "the smoke run's test")
     run_dir = model_dir / "smoke"
@@ -141,7 +143,8 @@ def smoke(args: argparse.Namespace, root: Path, model_dir: Path) -> tuple[float,
     if test_json["cases"] != 1:
         sys.exit(f"the smoke run's test covered {test_json['cases']} cases, not 1: stopped")
     # Training may fall back to fp32 where test still runs bf16 (utils/precision.py: bf16_gradient_problem).
-    return steady_ms(log, skip=min(5, iterations // 2)), f"{precision} (test: {test_json['precision']})"
+    ms = steady_ms(log, skip=min(5, iterations // 2))
+    return ms, train_s - iterations * ms / 1000, f"{precision} (test: {test_json['precision']})"
 
 
 def mean_row(metrics_csv: Path) -> dict[str, float]:
@@ -179,10 +182,12 @@ def paper_row(args: argparse.Namespace) -> None:
     root = data_root(args, model_dir)
     print(f"[{time.perf_counter() - started:.0f} s] data in {root}", flush=True)
 
-    ms, precision = smoke(args, root, model_dir)
+    ms, startup_s, precision = smoke(args, root, model_dir)
     test_cases = len((root / "test.list").read_text().split())
-    # A test case costs about as much GPU work as 2 training iterations (54 windows against 30 forward-equivalents).
-    projected = args.iterations * ms / 1000 + test_cases * (2 * ms / 1000 + TEST_S_PER_CASE_EXTRA)
+    # A test case costs about as much GPU work as 2 training iterations (54 windows against 30 forward-equivalents);
+    # the test process starts up about as the training one does.
+    test_s = startup_s + test_cases * (2 * ms / 1000 + TEST_S_PER_CASE_EXTRA)
+    projected = startup_s + args.iterations * ms / 1000 + test_s
     elapsed = time.perf_counter() - started
     print(f"[{elapsed:.0f} s] smoke run passed: {ms:.1f} ms/iteration in {precision}; the run and its test are "
           f"projected at {projected / 60:.1f} min", flush=True)  # fmt: skip
