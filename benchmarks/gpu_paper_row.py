@@ -79,8 +79,8 @@ def stage(carry_mib: float) -> None:
     """.gpu_stage_row: the first 16 of train.list (the paper's labelled cases), every test.list case, then the next
     train.list cases as unlabelled while the stage, the wheels and the repository stay under `carry_mib`."""
     train, test = shared_lists()
-    wheels = build_wheels()
-    room = carry_mib - wheels - tracked_mib() - 0.5  # 0.5: restore.py, the manifest, the lists
+    wheels, repository = build_wheels(), tracked_mib()
+    room = carry_mib - wheels - repository - 0.5  # 0.5: restore.py, the manifest, the lists
     size = lambda ids: sum(case_file(i).stat().st_size for i in ids) / 2**20  # noqa: E731
     room -= size(train[:LABELLED] + test)
     unlabelled = leading_that_fit(train[LABELLED:], {i: size([i]) for i in train[LABELLED:]}, room)
@@ -88,7 +88,7 @@ def stage(carry_mib: float) -> None:
         sys.exit(f"the labelled and test cases leave no room for an unlabelled one under --carry_mib {carry_mib}")
     staged = stage_cases(STAGE, {"labelled": train[:LABELLED], "unlabelled": unlabelled, "test": test})
     print(f"staged {LABELLED} labelled + {len(unlabelled)} unlabelled (the paper: {PAPER_UNLABELLED}) + {len(test)} "
-          f"test cases: {staged:.1f} MiB, wheels {wheels:.1f} MiB, repository {tracked_mib():.1f} MiB; "
+          f"test cases: {staged:.1f} MiB, wheels {wheels:.1f} MiB, repository {repository:.1f} MiB; "
           f"carry .gpu_stage_row and .whl")  # fmt: skip
 
 
