@@ -4,7 +4,7 @@ cases at stride 18/4; writes row.json and row.md (Dice, Jaccard, 95HD, ASD, trai
 with run.json, test.json and metrics.csv into --out.
 
 Here (where ../shared/data/LA is): stage the 16 labelled and 20 test cases, as many unlabelled ones as the device
-tool's 64 MiB leaves room for, and the wheels the GPU machine lacks:
+tool's 64 MiB leaves room for (7 of the paper's 64: 61 MiB with the wheels), and the wheels the GPU machine lacks:
     python3 benchmarks/gpu_paper_row.py --stage
 On the GPU machine (device tool: carry [".gpu_stage_row", ".whl"], timeout_s 600):
     python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
