@@ -16,62 +16,52 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shutil
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.gpu_stage import (  # noqa: E402
+    REPO,
+    build_wheels,
+    iteration_seconds,
+    losses,
+    restore,
+    run,
+    shared_lists,
+    stage_cases,
+    staged_ids,
+)
+
 STAGE = REPO / ".gpu_stage"
-WHEELS = REPO / ".whl"
-SHARED_LA = REPO.parent / "shared" / "data" / "LA"
-# What the GPU machine lacks (torch, h5py, scipy, numpy, protobuf, packaging and tqdm are there): pure-Python wheels.
-MISSING_PACKAGES = ["medpy==0.5.2", "nibabel==5.4.2", "tensorboardX==2.6.5"]
 
 
 def stage(train_cases: int, test_cases: int) -> None:
-    STAGE.mkdir(exist_ok=True)
-    for name in ("restore.py", "manifest.sha256", "train.list", "test.list"):
-        shutil.copy(SHARED_LA / name, STAGE / name)
-    train = (SHARED_LA / "train.list").read_text().split()[:train_cases]
-    test = (SHARED_LA / "test.list").read_text().split()[:test_cases]
-    for case_id in train + test:
-        shutil.copy(SHARED_LA / f"{case_id}.npz.xz", STAGE / f"{case_id}.npz.xz")
-    (STAGE / "ids.txt").write_text("\n".join(train + test) + "\n")
-    # medpy comes as source only: build the wheels here.
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(WHEELS), *MISSING_PACKAGES],
-                   check=True)  # fmt: skip
-    size = sum(p.stat().st_size for folder in (STAGE, WHEELS) for p in folder.iterdir()) / 2**20
-    print(f"staged {len(train)} + {len(test)} cases and the wheels: {size:.0f} MiB; carry .gpu_stage and .whl")
-
-
-def run(command: list[str]) -> str:
-    print("$ " + " ".join(command), flush=True)
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    if result.returncode:
-        sys.exit(result.stdout[-3000:] + result.stderr[-3000:])
-    return result.stdout
+    train, test = shared_lists()
+    cases = stage_cases(STAGE, {"train": train[:train_cases], "test": test[:test_cases]})
+    wheels = build_wheels()
+    print(
+        f"staged {train_cases} + {test_cases} cases and the wheels: {cases + wheels:.0f} MiB; carry .gpu_stage and .whl"
+    )
 
 
 def check(args: argparse.Namespace) -> None:
     iterations, out = args.iterations, Path(args.out)
-    config = ["--patch_size", *map(str, args.patch_size), "--device", args.device]
+    config = ["--patch_size", *map(str, args.patch_size), "--device", args.device, "--precision", args.precision]
     root = REPO / "data" / "LA_gpu_check"
-    ids = (STAGE / "ids.txt").read_text().split()
-    run([sys.executable, str(STAGE / "restore.py"), str(root), "--ids", *ids])
+    restore(STAGE, root, [i for ids in staged_ids(STAGE).values() for i in ids])
     run([sys.executable, "train_uamt_unlabel.py", "--root_path", str(root), "--model_dir", str(out), "--exp", "check",
          "--max_iterations", str(iterations), "--save_every", str(iterations), *config,
-         "--num_workers", "4"])  # fmt: skip
+         "--num_workers", "4"], "training")  # fmt: skip
     log = (out / "check" / "log.txt").read_text()
-    seconds = [float(s) for s in re.findall(r"time/iteration_s ([0-9.]+)", log)]
-    losses = [float(s) for s in re.findall(r"loss/loss ([0-9.]+)", log)]
+    seconds, loss = iteration_seconds(log), losses(log)
     steady = seconds[10:]  # after start-up (cudnn, allocator)
     ms = 1000 * statistics.median(steady)
-    curve = [f"{i + 1}: {statistics.mean(losses[max(0, i - 24) : i + 1]):.4f}" for i in range(49, len(losses), 50)]
+    curve = [f"{i + 1}: {statistics.mean(loss[max(0, i - 24) : i + 1]):.4f}" for i in range(49, len(loss), 50)]
     test = run([sys.executable, "test_LA.py", "--root_path", str(root), "--model_dir", str(out), "--model", "check",
                 "--iteration", str(iterations), *config, "--stride_xy", str(args.strides[0]),
-                "--stride_z", str(args.strides[1]), "--save_nifti", "0"])  # fmt: skip
+                "--stride_z", str(args.strides[1]), "--save_nifti", "0"], "testing")  # fmt: skip
     test_info = json.loads((out / "check" / f"test_iter_{iterations}" / "test.json").read_text())
     report = [
         f"machine: {test_info['machine']}",
@@ -95,6 +85,7 @@ if __name__ == "__main__":
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--patch_size", type=int, nargs=3, default=[112, 112, 80])
     parser.add_argument("--strides", type=int, nargs=2, default=[18, 4], metavar=("XY", "Z"), help="test windows")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="auto", help="training and test")
     args = parser.parse_args()
     if args.stage:
         stage(args.train_cases, args.test_cases)

@@ -3,14 +3,19 @@
     python3 benchmarks/test_case_time.py                          # 190x142x88, windows 112x112x80 at stride 18/4
     python3 benchmarks/test_case_time.py --whole_volume 1         # one pass over the padded volume instead
     python3 benchmarks/test_case_time.py --device cuda --cases 5
+    python3 benchmarks/test_case_time.py --precision bf16 --json out.json
 
 Times `sliding_window_probability` (what test_LA.py runs per case, metrics and file writing aside) with an untrained
 test-time V-Net (time does not depend on the weights), prints s/case, the number of windows, the work (windows x
-FLOP of a forward) as GFLOP/s and the float32 matrix-product rate measured in the same run.
+FLOP of a forward) as GFLOP/s, the matrix-product rate (float32, or bfloat16 for --precision bf16) measured in the
+same run and the peak resident memory. --json writes the figures for benchmarks/precision_time.py.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import resource
 import statistics
 import sys
 import time
@@ -26,8 +31,19 @@ from networks.vnet import VNet  # noqa: E402
 from utils.cli import Parser  # noqa: E402
 from utils.cpu_memory import reuse_freed_memory  # noqa: E402
 from utils.evaluation import sliding_window_probability, whole_volume_probability, window_starts  # noqa: E402
+from utils.precision import autocast, resolve_precision  # noqa: E402
+from utils.training import run_guarded  # noqa: E402
 
 LA_MEDIAN_SHAPE = (190, 142, 88)  # median of the 100 LA volumes (their sides: 148..244 x 132..160 x 88)
+
+
+def case_probability(net: torch.nn.Module, image: np.ndarray, args: argparse.Namespace) -> torch.Tensor:
+    """What test_LA.py computes per case: the window average, or one pass over the padded volume."""
+    if args.whole_volume:
+        return whole_volume_probability(net, image, args.device)
+    return sliding_window_probability(
+        net, image, args.patch_size, args.stride_xy, args.stride_z, 2, args.device, args.windows_per_batch
+    )
 
 
 def main() -> None:
@@ -41,7 +57,10 @@ def main() -> None:
     parser.add_argument("--whole_volume", type=int, default=0, choices=[0, 1])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--cpu_allocator", choices=["reuse", "system"], default="reuse", help="reuse: as test_LA.py")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32", help="as test_LA.py's flag")
+    parser.add_argument("--json", default="", help="also write the figures to this file")
     args = parser.parse_args()
+    precision = run_guarded(lambda: resolve_precision(args.precision, args.device))  # bf16 refused where not native
 
     if torch.device(args.device).type == "cpu" and args.cpu_allocator == "reuse":
         reuse_freed_memory()
@@ -49,17 +68,13 @@ def main() -> None:
     image = np.random.default_rng(0).standard_normal(args.shape).astype(np.float32)
     strides = (args.stride_xy, args.stride_xy, args.stride_z)
     windows = int(np.prod([len(window_starts(s, p, t)) for s, p, t in zip(args.shape, args.patch_size, strides)]))
-    with torch.inference_mode():
-        net(torch.zeros(1, 1, *args.patch_size, device=args.device))  # warm-up (allocator, cudnn)
+    with torch.inference_mode(), autocast(precision, args.device):
+        net(torch.zeros(1, 1, *args.patch_size, device=args.device))  # warm-up (allocator, cudnn, oneDNN)
     times = []
     for _ in range(args.cases):
         start = time.perf_counter()
-        if args.whole_volume:
-            probability = whole_volume_probability(net, image, args.device)
-        else:
-            probability = sliding_window_probability(
-                net, image, args.patch_size, args.stride_xy, args.stride_z, 2, args.device, args.windows_per_batch
-            )
+        with autocast(precision, args.device):  # as test_LA.py: around the case's windows
+            probability = case_probability(net, image, args)
         probability.argmax(0).cpu()
         times.append(time.perf_counter() - start)
     per_case = statistics.median(times)
@@ -69,15 +84,32 @@ def main() -> None:
     else:
         work = windows * forward_flop(args.patch_size)
         what = f"{windows} windows at stride {args.stride_xy}/{args.stride_z}"
-    floor = matmul_gflops(args.device)
+    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
+    floor = matmul_gflops(args.device, dtype=dtype)
     print(
-        f"shape {tuple(args.shape)}, {what}, device={args.device} allocator={args.cpu_allocator}: "
-        f"median {per_case:.2f} s per case (min {min(times):.2f}, max {max(times):.2f}, n={len(times)})"
+        f"shape {tuple(args.shape)}, {what}, device={args.device} allocator={args.cpu_allocator} "
+        f"precision={precision}: median {per_case:.2f} s per case (min {min(times):.2f}, max {max(times):.2f}, "
+        f"n={len(times)}); peak RSS {peak_gib:.2f} GiB"
     )
     print(
-        f"work {work / 1e12:.2f} TFLOP per case: {work / per_case / 1e9:.0f} GFLOP/s achieved; a float32 matrix "
-        f"product runs at {floor:.0f} GFLOP/s here, a floor of {work / floor / 1e9:.1f} s per case"
+        f"work {work / 1e12:.2f} TFLOP per case: {work / per_case / 1e9:.0f} GFLOP/s achieved; a "
+        f"{str(dtype)[6:]} matrix product runs at {floor:.0f} GFLOP/s here, "
+        f"a floor of {work / floor / 1e9:.1f} s per case"
     )
+    if args.json:
+        figures = {
+            "median_s": per_case,
+            "min_s": min(times),
+            "max_s": max(times),
+            "n": len(times),
+            "peak_rss_gib": peak_gib,
+            "precision": precision,
+            "matmul_gflops": floor,
+            "tflop": work / 1e12,
+            "windows": 1 if args.whole_volume else windows,
+        }
+        Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")
 
 
 if __name__ == "__main__":

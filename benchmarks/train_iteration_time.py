@@ -2,12 +2,15 @@
 
     python3 benchmarks/train_iteration_time.py                 # UA-MT-unlabel, 112x112x80, batch 2+2, T = 8
     python3 benchmarks/train_iteration_time.py --iterations 6 --method supervised --device cuda
+    python3 benchmarks/train_iteration_time.py --precision bf16 --patch_size 48 48 32 --json out.json
 
 Prints the median (and min, max) of the per-iteration times after the first, as logged in log.txt by the loop,
-the peak resident memory of the process, and the achieved GFLOP/s beside what a plain float32 matrix product reaches
-on the same device in the same run (the floor any implementation of this work would need).
+the peak resident memory of the process, and the achieved GFLOP/s beside what a plain matrix product (float32, or
+bfloat16 for --precision bf16) reaches on the same device in the same run (the floor any implementation of this work
+would need). --json writes the figures for benchmarks/precision_time.py.
 """
 
+import json
 import re
 import resource
 import statistics
@@ -16,6 +19,8 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
 
 from benchmarks.work import forward_flop, matmul_gflops  # noqa: E402
 from dataloaders.synthetic import make_synthetic_la  # noqa: E402
@@ -42,6 +47,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--num_workers", type=int, default=1)
     parser.add_argument("--cpu_allocator", choices=["reuse", "system"], default="reuse")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32", help="as training's flag")
+    parser.add_argument("--json", default="", help="also write the figures to this file")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -55,24 +62,39 @@ def main() -> None:
             ["--root_path", str(root), "--model_dir", str(Path(tmp) / "model"), "--labelnum", "2" if semi else "4",
              "--patch_size", *map(str, args.patch_size), "--max_iterations", str(args.iterations),
              "--device", args.device, "--num_workers", str(args.num_workers), "--cpu_allocator", args.cpu_allocator,
-             *bcp]
+             *bcp, "--precision", args.precision]
         )  # fmt: skip
         run = train(train_args, method)
         log = (run / "log.txt").read_text()
+        precision = json.loads((run / "run.json").read_text())["args"]["precision"]  # what ran
     times = [float(t) for t in re.findall(r"time/iteration_s ([0-9.]+)", log)][1:]
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     median = statistics.median(times)
     work = forward_flop(args.patch_size) * forwards_per_iteration(args.method, 4, 2, 8)
     print(
-        f"method={args.method} patch={args.patch_size} device={args.device} allocator={args.cpu_allocator}: "
-        f"median {median:.2f} s per iteration (min {min(times):.2f}, max {max(times):.2f}, n={len(times)}); "
-        f"peak RSS {peak_gib:.2f} GiB"
+        f"method={args.method} patch={args.patch_size} device={args.device} allocator={args.cpu_allocator} "
+        f"precision={precision}: median {median:.2f} s per iteration (min {min(times):.2f}, max {max(times):.2f}, "
+        f"n={len(times)}); peak RSS {peak_gib:.2f} GiB"
     )
-    floor = matmul_gflops(args.device)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
+    floor = matmul_gflops(args.device, dtype=dtype)
     print(
-        f"work {work / 1e12:.2f} TFLOP per iteration: {work / median / 1e9:.0f} GFLOP/s achieved; a float32 matrix "
-        f"product runs at {floor:.0f} GFLOP/s here, a floor of {work / floor / 1e9:.1f} s per iteration"
+        f"work {work / 1e12:.2f} TFLOP per iteration: {work / median / 1e9:.0f} GFLOP/s achieved; a "
+        f"{str(dtype)[6:]} matrix product runs at {floor:.0f} GFLOP/s here, "
+        f"a floor of {work / floor / 1e9:.1f} s per iteration"
     )
+    if args.json:
+        figures = {
+            "median_s": median,
+            "min_s": min(times),
+            "max_s": max(times),
+            "n": len(times),
+            "peak_rss_gib": peak_gib,
+            "precision": precision,
+            "matmul_gflops": floor,
+            "tflop": work / 1e12,
+        }
+        Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -23,8 +23,8 @@ def forward_flop(patch_size: list[int]) -> int:
     return counter.get_total_flops()
 
 
-def matmul_gflops(device: str, size: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+def matmul_gflops(device: str, size: int = 2048, repeats: int = 10, dtype: torch.dtype = torch.float32) -> float:
+    a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
     a @ b
     start = time.perf_counter()
     for _ in range(repeats):

@@ -38,6 +38,9 @@ class Method:
     def __init__(self, args: argparse.Namespace, new_network: Callable[[], nn.Module]):
         self.args = args
         self.teacher: nn.Module | None = None
+        # How to call a network of the method (e.g. the teacher): the loop sets it to run forwards under
+        # --precision (bf16 autocast, float32 logits out); fp32 calls the network itself.
+        self.forward_of: Callable[[nn.Module], Callable[[torch.Tensor], torch.Tensor]] = lambda net: net
 
     @staticmethod
     def add_flags(parser: argparse.ArgumentParser) -> None:
@@ -61,8 +64,9 @@ class Method:
     def step(
         self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, labeled: slice, iteration: int
     ) -> StepOutput:
-        """The loss of one batch. `model` is the student (wrapped for DDP: call it for forwards), `labeled` the
-        labelled items of this process's share of the batch; labels of the other items are placeholders."""
+        """The loss of one batch. `model` is the student's forward (DDP and --precision applied: call it, never
+        update it), `labeled` the labelled items of this process's share of the batch; the labels of the other items
+        are placeholders."""
         raise NotImplementedError
 
     def end_iteration(self, student: nn.Module, iteration: int) -> None:

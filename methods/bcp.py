@@ -161,7 +161,7 @@ class BCP(Method):
 
     @torch.no_grad()
     def pseudo_labels(self, images: torch.Tensor) -> torch.Tensor:
-        labels = self.teacher(images).argmax(1)
+        labels = self.forward_of(self.teacher)(images).argmax(1)
         if self.args.pseudo_label_lcc:
             labels = torch.from_numpy(np.stack([largest_component(x) for x in labels.cpu().numpy()])).to(labels)
         return labels

@@ -86,7 +86,7 @@ class UAMT(Method):
         )
         items = slice(labeled.stop, None) if self.consistency_on == "unlabeled" else slice(None)
         c = uncertainty_aware_consistency(
-            logits[items], self.teacher, images[items], threshold, a.mc_passes, a.mc_passes_per_forward
+            logits[items], self.forward_of(self.teacher), images[items], threshold, a.mc_passes, a.mc_passes_per_forward
         )
         loss = loss_s + weight * c.loss
         scalars = {

@@ -17,6 +17,7 @@ from dataloaders.sources import Source, open_folder, open_source
 from utils.cli import DEVICE_HELP, Parser, check_device
 from utils.cpu_memory import reuse_freed_memory
 from utils.evaluation import sliding_window_probability
+from utils.precision import add_precision_flag, autocast, resolve_precision
 from utils.prediction import mc_dropout_entropy, overlay_panel
 from utils.testing import add_blend_flag, fill_from_training, load_network, resolve_blend
 from utils.threads import add_threads_flag, set_threads
@@ -47,6 +48,7 @@ def predicting_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlays", type=int, default=1, choices=[0, 1], help="1: write <ID>_overlay.png")
     p.add_argument("--device", default=default_device(), help=DEVICE_HELP)
     add_threads_flag(p)
+    add_precision_flag(p)
     return p
 
 
@@ -68,6 +70,7 @@ def open_cases(args: argparse.Namespace, num_classes: int) -> tuple[Source, list
 def predict(args: argparse.Namespace) -> Path:
     checkpoint = Path(args.checkpoint)
     check_device(args.device)  # before anything is read or written
+    args.precision = resolve_precision(getattr(args, "precision", "fp32"), args.device)
     fill_from_training(args, checkpoint, ("patch_size", "center_crop", "resize", "normalization"))
     if torch.device(args.device).type == "cpu":
         reuse_freed_memory()
@@ -95,12 +98,13 @@ def predict(args: argparse.Namespace) -> Path:
     for case_id in tqdm(ids, ncols=90, desc="predict"):
         image, _ = source.read(case_id)
         # Everything written is on the case's own grid (a 2D frame at its size), as test_LA.py computes it.
-        frame_probability = source.probability_to_original(case_id, probability(net, image))
-        prediction = frame_probability.argmax(0).cpu().numpy().astype(np.uint8)
-        outputs = {"pred": prediction}
-        if args.mc_passes:
-            uncertainty = mc_dropout_entropy(net, image, args.mc_passes, probability).astype(np.float32)
-            outputs["uncertainty"] = source.map_to_original(case_id, uncertainty)
+        with autocast(args.precision, args.device):  # bf16: the forwards only; the windows' softmax is float32
+            frame_probability = source.probability_to_original(case_id, probability(net, image))
+            prediction = frame_probability.argmax(0).cpu().numpy().astype(np.uint8)
+            outputs = {"pred": prediction}
+            if args.mc_passes:
+                uncertainty = mc_dropout_entropy(net, image, args.mc_passes, probability).astype(np.float32)
+                outputs["uncertainty"] = source.map_to_original(case_id, uncertainty)
         source.write_outputs(case_id, out, outputs, original_grid=True)
         if args.overlays:
             frame = source.original_image(case_id, image)

@@ -29,6 +29,7 @@ from utils.evaluation import (
     summarize,
     whole_volume_probability,
 )
+from utils.precision import add_precision_flag, autocast, resolve_precision
 from utils.threads import add_threads_flag, set_threads
 from utils.training import (
     DEFAULT_PATCH,
@@ -75,6 +76,7 @@ def testing_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", default=default_device(), help=DEVICE_HELP)
     add_threads_flag(p)
+    add_precision_flag(p)
     return p
 
 
@@ -166,6 +168,7 @@ def write_csv(
 def evaluate(args: argparse.Namespace) -> dict[str, float]:
     """Evaluate and return the mean metrics; writes <run>/test_iter_<N>/metrics.csv (+ NIfTI files)."""
     started = time.perf_counter()
+    args.precision = resolve_precision(getattr(args, "precision", "fp32"), args.device)  # test.json records what ran
     run = Path(args.model_dir) / args.model
     check_device(args.device)  # before anything is read or written
     checkpoint = run / f"iter_{args.iteration}.pth"
@@ -202,13 +205,14 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
     rows = []
     for case_id in tqdm(ids, ncols=90, desc="test"):
         image, label = source.read(case_id)
-        if args.whole_volume:
-            probability = whole_volume_probability(net, image, args.device)
-        else:
-            probability = sliding_window_probability(
-                net, image, args.patch_size, args.stride_xy, args.stride_z, num_classes, args.device,
-                args.windows_per_batch, args.blend,
-            )  # fmt: skip
+        with autocast(args.precision, args.device):  # bf16: the forwards only; both pass float32 to the softmax
+            if args.whole_volume:
+                probability = whole_volume_probability(net, image, args.device)
+            else:
+                probability = sliding_window_probability(
+                    net, image, args.patch_size, args.stride_xy, args.stride_z, num_classes, args.device,
+                    args.windows_per_batch, args.blend,
+                )  # fmt: skip
         # Metrics on the case's original grid: a 2D frame cropped or resized for the network gets its class
         # probabilities resized back (bilinear, then argmax) and is compared with its mask as drawn, at its size.
         probability = source.probability_to_original(case_id, probability)
@@ -224,7 +228,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
     write_csv(out / "metrics.csv", ids, rows, means, columns)
     wall_s = time.perf_counter() - started
     names = ("iteration", "split", "patch_size", "stride_xy", "stride_z", "whole_volume", "blend", "center_crop",
-             "resize")  # fmt: skip
+             "resize", "precision")  # fmt: skip
     settings = {k: vars(args)[k] for k in names}
     info = settings | {"num_classes": num_classes, "cases": len(ids), "wall_s": round(wall_s, 1)}
     info["metrics_grid"] = METRICS_GRID

@@ -35,6 +35,7 @@ from utils import distributed
 from utils.checkpoint import all_finite, load_checkpoint, restore_training_state, save_atomic, training_state
 from utils.cli import DEVICE_HELP, Parser, check_device
 from utils.cpu_memory import reuse_freed_memory
+from utils.precision import add_precision_flag, cast_forward, resolve_precision
 from utils.threads import add_threads_flag, set_threads
 
 T = TypeVar("T")
@@ -87,6 +88,7 @@ def training_parser(description: str, exp: str, method: type[Method]) -> argpars
         default="reuse",
         help="CPU: reuse freed memory (faster for large patches, more resident memory) or glibc's default",
     )
+    add_precision_flag(p)
     p.add_argument("--resume", default="", help="'auto': continue <run>/state_latest.pth if present; or a path")
     method.add_flags(p)
     return p
@@ -310,6 +312,7 @@ def _train(
     if args.patch_size is None:  # the network's dimensionality follows the data's
         args.patch_size = list(DEFAULT_PATCH[source.dimensions])
     check_args(args, method_class)
+    args.precision = resolve_precision(getattr(args, "precision", "fp32"), device, args.patch_size)  # to run.json
     # Lists and train-case headers first, then every voxel of the cases used as they are loaded: a data mistake
     # stops the run before it writes anything.
     report = check_dataset(source, ("train",), args.patch_size)
@@ -371,6 +374,8 @@ def _train(
         # The networks start equal on every rank (same seed); each rank then draws its own dropout and teacher noise.
         torch.manual_seed(args.seed + ranks.rank + ranks.world_size * iteration)
         model = DistributedDataParallel(student, device_ids=[device.index] if device.type == "cuda" else None)
+    forward = cast_forward(model, args.precision, device)  # bf16: autocast inside, float32 logits out
+    method.forward_of = lambda net: cast_forward(net, args.precision, device)
 
     def elapsed_s() -> float:
         return elapsed_before + time.perf_counter() - started
@@ -402,7 +407,7 @@ def _train(
                 images = batch["image"].to(device, non_blocking=True)
                 labels = batch["label"].to(device, non_blocking=True)
 
-                out = method.step(model, images, labels, labeled, iteration)
+                out = method.step(forward, images, labels, labeled, iteration)
                 loss = out.loss
                 scalars = {"lr": lr, **out.scalars}
 
