@@ -76,7 +76,7 @@ KEPT = ("run.json", "test_iter_{final}/test.json", "test_iter_{final}/metrics.cs
 
 
 def job_commands(
-    group: str, seed: int, scale: Scale, model_dir: str, device: str
+    group: str, seed: int, scale: Scale, model_dir: str, device: str, precision: str = "fp32"
 ) -> tuple[str, list[list[str]], int]:
     """The run's name, its train and test commands, and its final iteration."""
     method, labelnum, extra = GROUPS[group]
@@ -87,7 +87,7 @@ def job_commands(
         extra = [*extra, "--pre_iterations", str(pre), "--batch_size", str(batch), "--labeled_bs", str(labeled_bs)]
     exp = f"{group.replace(':', '_')}_seed{seed}"
     common = ["--root_path", scale.root, "--model_dir", model_dir, "--patch_size", *map(str, scale.patch),
-              "--device", device]  # fmt: skip
+              "--device", device] + (["--precision", precision] if precision != "fp32" else [])  # fmt: skip
     train = [sys.executable, SCRIPTS[method], *common, "--exp", exp, "--labelnum", str(labelnum), "--seed", str(seed),
              "--max_iterations", str(iterations), "--lr_step", str(lr_step),
              "--save_every", str(scale.save_every), "--num_workers", "0", "--resume", "auto", *extra]  # fmt: skip
@@ -138,6 +138,9 @@ def main() -> None:
     parser.add_argument("--model_dir", help="default: model/<config>")
     parser.add_argument("--results_dir", help="where the small results are kept (committed); default: results/<config>")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32",
+                        help="train and test in this precision; not fp32: into model/<config>_<precision> and "
+                        "results/<config>_<precision>")  # fmt: skip
     parser.add_argument("--parallel", type=int, default=1, help="jobs at a time (CPU: 2 single-thread jobs)")
     parser.add_argument("--dry_run", action="store_true", help="print the commands only")
     parser.add_argument(
@@ -145,12 +148,13 @@ def main() -> None:
     )
     args = parser.parse_args()
     scale = CONFIGS[args.config]
-    model_dir = args.model_dir or f"model/{args.config}"
-    results = Path(args.results_dir or REPO / "results" / args.config)
+    name = args.config if args.precision == "fp32" else f"{args.config}_{args.precision}"
+    model_dir = args.model_dir or f"model/{name}"
+    results = Path(args.results_dir or REPO / "results" / name)
     threads = max(1, (os.cpu_count() or 1) // args.parallel)
 
     # Seed-major order: with fewer seeds done, every group still has the same number of runs.
-    jobs = [job_commands(g, s, scale, model_dir, args.device) for s in args.seeds for g in args.groups]
+    jobs = [job_commands(g, s, scale, model_dir, args.device, args.precision) for s in args.seeds for g in args.groups]
     for _, commands, _ in jobs:
         for command in commands:
             print(" ".join(["python3", *command[1:]]))

@@ -174,3 +174,14 @@ def test_run_table_keeps_results_and_skips_what_is_kept(tmp_path):
     other_kept = tmp_path / "results2" / "r"
     assert "copied" in run_table.run_job("r", [[sys.executable, "-c", "raise SystemExit(1)"]], run, other_kept, 1, 5)
     assert (other_kept / "run.json").is_file()
+
+
+def test_a_bf16_run_is_its_own_group(tmp_path):
+    fp32 = write_run(tmp_path / "a", "uamt_unlabel", 1337, [0.8, 0.9])
+    bf16 = write_run(tmp_path / "b", "uamt_unlabel", 1337, [0.7, 0.9])
+    info = json.loads((bf16 / "run.json").read_text())
+    (bf16 / "run.json").write_text(json.dumps(info | {"args": {"precision": "bf16"}}))
+    groups = group_runs(load_run(p) for p in (fp32, bf16))  # same seed, no clash
+    assert list(groups) == ["uamt_unlabel:16", "uamt_unlabel:16@bf16"]
+    result = paired_wilcoxon(groups["uamt_unlabel:16@bf16"], groups["uamt_unlabel:16"])
+    assert result.mean_difference == pytest.approx(-0.05)

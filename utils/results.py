@@ -44,11 +44,13 @@ class RunResult:
     train_wall_s: float
     test_wall_s: float
     cases: dict[str, dict[str, float]]  # case ID -> metric -> value (NaN where undefined)
+    precision: str = "fp32"  # the training's --precision (runs before the flag: fp32)
 
     @property
     def group(self) -> str:
-        """Runs of one method on one split of the data differ only by seed: '<method>:<labelled>'."""
-        return f"{self.method}:{self.labelled}"
+        """Runs of one method on one split of the data differ only by seed: '<method>:<labelled>', with '@bf16' for
+        a run trained in bfloat16."""
+        return f"{self.method}:{self.labelled}" + ("" if self.precision == "fp32" else f"@{self.precision}")
 
     def mean(self, metric: str) -> float:
         """The run's mean over the cases where the metric is defined (as test_LA.py reports it)."""
@@ -86,6 +88,7 @@ def load_run(path: str | Path, split: str = "test") -> RunResult:
         train_wall_s=info["train_wall_s"],
         test_wall_s=test_info.get("wall_s", math.nan),
         cases=read_metrics_csv(test / "metrics.csv"),
+        precision=info.get("args", {}).get("precision", "fp32"),
     )
 
 
@@ -126,7 +129,7 @@ def results_table(
     for group in order:
         runs = groups.get(group, [])
         if not runs:
-            method, labelled = group.split(":")
+            method, labelled = group.split("@")[0].split(":")
             pending = f"pending (0 of {seeds_per_group} seeds)" if seeds_per_group else "pending"
             cells = [METHOD_NAMES.get(method, method), f"`{group}`", labelled, "", *[""] * len(METRICS), pending]
             lines.append("| " + " | ".join(cells + ["", ""]) + " |")
