@@ -3,8 +3,7 @@ every voxel: finite images, labels in 0..K-1)."""
 
 from dataloaders.checks import check_dataset
 from dataloaders.sources import open_source
-from utils.cli import Parser
-from utils.training import run_guarded
+from utils.cli import Parser, run_guarded
 
 if __name__ == "__main__":
     parser = Parser(description=__doc__)

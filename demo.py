@@ -7,11 +7,12 @@ With no --root_path, a small synthetic LA-like dataset is generated in data/synt
 from pathlib import Path
 
 from dataloaders.synthetic import make_synthetic_la
+from evaluation.testing import evaluate, testing_parser
 from methods import UAMTUnlabel
-from utils.cli import DEVICE_HELP, Parser
-from utils.testing import evaluate, testing_parser
+from training.loop import train
+from training.options import training_parser
+from utils.cli import DEVICE_HELP, Parser, run_guarded
 from utils.threads import add_threads_flag, set_threads
-from utils.training import run_guarded, train, training_parser
 
 SYNTHETIC_ROOT = Path("data/synthetic_LA")
 

@@ -4,8 +4,7 @@ python3 prepare_la_half.py --src data/LA --dst data/LA_half
 """
 
 from dataloaders.resample import resample_dataset
-from utils.cli import Parser
-from utils.training import run_guarded
+from utils.cli import Parser, run_guarded
 
 if __name__ == "__main__":
     parser = Parser(description=__doc__)

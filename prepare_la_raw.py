@@ -9,8 +9,7 @@ case, sorted (as the published train.list is).
 """
 
 from dataloaders.raw_la import convert_dataset
-from utils.cli import Parser
-from utils.training import run_guarded
+from utils.cli import Parser, run_guarded
 
 if __name__ == "__main__":
     parser = Parser(description=__doc__)

@@ -8,8 +8,7 @@ import argparse
 from pathlib import Path
 
 from dataloaders.la_heart import DataError
-from utils.cli import Parser
-from utils.results import (
+from evaluation.results import (
     gap_closed,
     group_runs,
     load_run,
@@ -18,7 +17,7 @@ from utils.results import (
     results_table,
     strip_plot,
 )
-from utils.training import run_guarded
+from utils.cli import Parser, run_guarded
 
 
 def summarize(args: argparse.Namespace) -> str:

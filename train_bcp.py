@@ -2,7 +2,7 @@
 self-training on labelled/unlabelled mixes with an EMA teacher's pseudo-labels (methods/bcp.py)."""
 
 from methods import BCP
-from utils.training import run_training
+from training.loop import run_training
 
 if __name__ == "__main__":
     run_training(BCP, __doc__, exp="BCP")

@@ -19,8 +19,9 @@ from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 from dataloaders.synthetic import make_synthetic_la  # noqa: E402
 from methods import METHODS  # noqa: E402
+from training.loop import train
+from training.options import training_parser
 from utils.cli import Parser  # noqa: E402
-from utils.training import train, training_parser  # noqa: E402
 
 GROUPS = {  # operator name fragments -> group (first match wins)
     "convolution": ("conv", "mkldnn_convolution", "slow_conv"),

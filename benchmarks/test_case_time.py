@@ -27,12 +27,14 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks.work import forward_flop, matmul_gflops  # noqa: E402
+from evaluation.windows import sliding_window_probability, whole_volume_probability, window_starts
 from networks.vnet import VNet  # noqa: E402
-from utils.cli import Parser  # noqa: E402
-from utils.cpu_memory import reuse_freed_memory  # noqa: E402
-from utils.evaluation import sliding_window_probability, whole_volume_probability, window_starts  # noqa: E402
+from training.cpu_memory import reuse_freed_memory
+from utils.cli import (
+    Parser,  # noqa: E402
+    run_guarded,
+)
 from utils.precision import autocast, resolve_precision  # noqa: E402
-from utils.training import run_guarded  # noqa: E402
 
 LA_MEDIAN_SHAPE = (190, 142, 88)  # median of the 100 LA volumes (their sides: 148..244 x 132..160 x 88)
 

@@ -25,8 +25,9 @@ import torch  # noqa: E402
 from benchmarks.work import forward_flop, matmul_gflops  # noqa: E402
 from dataloaders.synthetic import make_synthetic_la  # noqa: E402
 from methods import METHODS  # noqa: E402
+from training.loop import train
+from training.options import training_parser
 from utils.cli import Parser  # noqa: E402
-from utils.training import train, training_parser  # noqa: E402
 
 
 def forwards_per_iteration(method: str, batch_size: int, labeled_bs: int, mc_passes: int) -> int:

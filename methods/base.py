@@ -44,7 +44,7 @@ class Method:
 
     @staticmethod
     def add_flags(parser: argparse.ArgumentParser) -> None:
-        """The method's own flags (the loop's are in utils.training.training_parser)."""
+        """The method's own flags (the loop's are in training/options.py)."""
 
     @staticmethod
     def check_args(args: argparse.Namespace) -> None:

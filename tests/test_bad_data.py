@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from dataloaders.checks import check_dataset
 from dataloaders.la_heart import DataError, case_path, read_case
+from evaluation.testing import load_network
 from networks.vnet import VNet
-from utils.testing import load_network
 
 
 @pytest.fixture

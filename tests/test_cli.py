@@ -11,17 +11,17 @@ import torch
 from conftest import SMALL_PATCH
 from test_end_to_end import run
 
-import utils.predicting as predicting
-import utils.testing as testing
-import utils.training as training
+import evaluation.predicting as predicting
+import evaluation.testing as testing
+import training.loop as training
 from dataloaders.la_heart import DataError, case_path, read_case
 from dataloaders.sources import open_folder
+from evaluation.testing import load_network
+from evaluation.windows import sliding_window_probability
 from methods import METHODS, UAMTUnlabel
 from networks.vnet import VNet
-from utils.checkpoint import load_checkpoint
+from training.checkpoint import load_checkpoint
 from utils.cli import Parser, check_device
-from utils.evaluation import sliding_window_probability
-from utils.testing import load_network
 
 # --- a mistyped flag: the error and a guess, not 30 lines of usage ------------------------------------------------
 

@@ -46,7 +46,7 @@ nn.BatchNorm3d.forward = lambda self, x: F.batch_norm(
     x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
 )
 from methods import UAMTUnlabel
-from utils.training import run_training
+from training.loop import run_training
 run_training(UAMTUnlabel, "", "run")
 """
 

@@ -15,15 +15,16 @@ from conftest import REPO, SHARED_LA, SMALL_PATCH
 from PIL import Image
 from tensorboardX.proto import event_pb2
 
+import evaluation.testing as testing
 import methods.uamt
-import utils.testing as testing
-import utils.training as training
+import training.loop as training
 from dataloaders.la_heart import DataError
 from dataloaders.sources import ImageFolderSource
 from dataloaders.synthetic import make_synthetic_la, synthetic_case
+from evaluation.metrics import class_metrics
+from evaluation.testing import load_network
+from evaluation.windows import sliding_window_probability
 from methods import UAMT, Supervised, UAMTUnlabel
-from utils.evaluation import class_metrics, sliding_window_probability
-from utils.testing import load_network
 from utils.visualize import slice_grid
 
 

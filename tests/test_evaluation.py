@@ -9,19 +9,10 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 from torch import nn
 
+from evaluation.metrics import METRICS, case_metrics, class_metrics, metric_columns, summarize
+from evaluation.testing import resolve_blend
+from evaluation.windows import gaussian_weights, sliding_window_probability, whole_volume_probability, window_starts
 from networks.vnet import VNet
-from utils.evaluation import (
-    METRICS,
-    case_metrics,
-    class_metrics,
-    gaussian_weights,
-    metric_columns,
-    sliding_window_probability,
-    summarize,
-    whole_volume_probability,
-    window_starts,
-)
-from utils.testing import resolve_blend
 
 
 class ConstantNet(nn.Module):

@@ -12,8 +12,8 @@ import torch
 from conftest import REPO, SMALL_PATCH
 
 import methods.uamt
-import utils.checkpoint as checkpoint
-import utils.training as training
+import training.checkpoint as checkpoint
+import training.loop as training
 from dataloaders.la_heart import TwoStreamBatchSampler
 from methods import UAMTUnlabel
 

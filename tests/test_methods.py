@@ -17,7 +17,7 @@ from conftest import REPO, SMALL_PATCH
 from method_digest import RUNS, digest, environment, synthetic_root, train_and_digest
 
 import methods.bcp as bcp
-import utils.training as training
+import training.loop as training
 from dataloaders.la_heart import DataError
 from methods import BCP
 

@@ -14,12 +14,12 @@ from PIL import Image
 from scipy import ndimage
 from test_end_to_end import run
 
-import utils.testing as testing
+import evaluation.testing as testing
 from dataloaders.sources import ImageFolderSource
 from dataloaders.synthetic import make_synthetic_nifti
 from dataloaders.synthetic_echo import make_synthetic_echo
+from evaluation.metrics import case_metrics
 from networks.vnet import VNet
-from utils.evaluation import case_metrics
 
 FAST = ["--max_iterations", "3", "--save_every", "3", "--num_workers", "0", "--device", "cpu"]
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 from conftest import SMALL_PATCH
 
-import utils.predicting as predicting
-import utils.testing as testing
-import utils.training as training
+import evaluation.predicting as predicting
+import evaluation.testing as testing
+import training.loop as training
 from dataloaders.la_heart import DataError
 from dataloaders.synthetic import make_synthetic_la
 from methods import UAMTUnlabel

@@ -12,8 +12,8 @@ from scipy.interpolate import RegularGridInterpolator
 
 from dataloaders.la_heart import DataError, case_path, read_case, read_list
 from dataloaders.resample import resample_dataset
-from utils.evaluation import METRICS
-from utils.results import gap_closed, group_runs, load_run, paired_wilcoxon, results_table, strip_plot
+from evaluation.metrics import METRICS
+from evaluation.results import gap_closed, group_runs, load_run, paired_wilcoxon, results_table, strip_plot
 
 
 def write_run(folder, method, seed, dice, iterations=300, tested=None, labelled=16):

@@ -4,12 +4,12 @@ import pytest
 import torch
 from test_bad_data import run
 
-import utils.testing as testing
+import evaluation.testing as testing
 from dataloaders.la_heart import DataError
+from evaluation.predicting import predicting_parser
 from methods import Supervised, UAMTUnlabel
-from utils.predicting import predicting_parser
+from training.options import training_parser
 from utils.threads import set_threads
-from utils.training import training_parser
 
 
 @pytest.fixture

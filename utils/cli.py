@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 import difflib
 import sys
-from collections.abc import Sequence
-from typing import NoReturn
+from collections.abc import Callable, Sequence
+from typing import NoReturn, TypeVar
 
 import torch
 
@@ -95,3 +95,24 @@ def check_device(name: str) -> torch.device:
         if device.index is not None and device.index >= count:
             raise DataError(f"--device {name}: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}")
     return device
+
+
+T = TypeVar("T")
+
+
+class RunStopped(Exception):
+    """The run stopped on purpose (a signal, a non-finite loss); the message says what was kept."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def run_guarded(job: Callable[[], T]) -> T:
+    """Run a script's job; a data mistake (exit 2) or a deliberate stop (signal, non-finite loss) ends in one line
+    on stderr, not a stack trace."""
+    try:
+        return job()
+    except (DataError, RunStopped) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(getattr(error, "exit_code", 2))

@@ -14,14 +14,14 @@ from tqdm import tqdm
 
 from dataloaders.la_heart import DataError
 from dataloaders.sources import Source, open_folder, open_source
-from utils.cli import DEVICE_HELP, Parser, check_device
-from utils.cpu_memory import reuse_freed_memory
-from utils.evaluation import sliding_window_probability
+from evaluation.prediction import mc_dropout_entropy, overlay_panel
+from evaluation.testing import add_blend_flag, fill_from_training, load_network, resolve_blend
+from evaluation.windows import sliding_window_probability
+from training.cpu_memory import reuse_freed_memory
+from training.options import DEFAULT_PATCH, add_data_flags, check_dimensions, default_device
+from utils.cli import DEVICE_HELP, Parser, check_device, run_guarded
 from utils.precision import add_precision_flag, autocast, resolve_precision
-from utils.prediction import mc_dropout_entropy, overlay_panel
-from utils.testing import add_blend_flag, fill_from_training, load_network, resolve_blend
 from utils.threads import add_threads_flag, set_threads
-from utils.training import DEFAULT_PATCH, add_data_flags, check_dimensions, default_device, run_guarded
 
 
 def predicting_parser() -> argparse.ArgumentParser:

@@ -18,7 +18,7 @@ import numpy as np
 from scipy import stats
 
 from dataloaders.la_heart import DataError
-from utils.evaluation import METRICS
+from evaluation.metrics import METRICS
 
 # Overlap metrics are reported in percent, as the paper's table does; distances in voxels.
 PERCENT_METRICS = ("dice", "jaccard", "precision", "recall")

@@ -16,29 +16,16 @@ from tqdm import tqdm
 from dataloaders.checks import check_dataset
 from dataloaders.la_heart import DataError
 from dataloaders.sources import open_source
+from evaluation.metrics import METRICS, class_metrics, metric_columns, summarize
+from evaluation.windows import BLENDS, sliding_window_probability, whole_volume_probability
 from networks.vnet import VNet
-from utils.checkpoint import load_checkpoint, saved_iterations
-from utils.cli import DEVICE_HELP, Parser, check_device
-from utils.cpu_memory import reuse_freed_memory
-from utils.evaluation import (
-    BLENDS,
-    METRICS,
-    class_metrics,
-    metric_columns,
-    sliding_window_probability,
-    summarize,
-    whole_volume_probability,
-)
+from training.checkpoint import load_checkpoint, saved_iterations
+from training.cpu_memory import reuse_freed_memory
+from training.loop import machine_description
+from training.options import DEFAULT_PATCH, add_data_flags, check_dimensions, default_device
+from utils.cli import DEVICE_HELP, Parser, check_device, run_guarded
 from utils.precision import add_precision_flag, autocast, resolve_precision
 from utils.threads import add_threads_flag, set_threads
-from utils.training import (
-    DEFAULT_PATCH,
-    add_data_flags,
-    check_dimensions,
-    default_device,
-    machine_description,
-    run_guarded,
-)
 
 # Which grid metrics.csv is computed on, as test.json states it.
 METRICS_GRID = (

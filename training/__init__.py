@@ -1,0 +1,1 @@
+"""Training: the options (flags and their checks), the loop, checkpoints, distributed processes, the CPU allocator."""

@@ -1,0 +1,152 @@
+"""The training scripts' flags, their checks, and which cases are labelled: everything decided before the loop
+starts (training/loop.py)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from dataloaders.la_heart import DataError
+from dataloaders.sources import NORMALIZATIONS, Source
+from methods.base import Method
+from networks.vnet import SIDE_MULTIPLE
+from utils.cli import DEVICE_HELP, Parser
+from utils.precision import add_precision_flag
+from utils.threads import add_threads_flag
+
+# --patch_size when none is given: the paper's for volumes, a common 2D training size for images.
+DEFAULT_PATCH = {3: [112, 112, 80], 2: [256, 256]}
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def training_parser(description: str, exp: str, method: type[Method]) -> argparse.ArgumentParser:
+    """The loop's flags (the UA-MT release's, plus --labelnum, --patch_size, --num_classes, --device, ...) and the
+    method's own."""
+    semi_supervised = method.semi_supervised
+    p = Parser(description=description)
+    p.add_argument(
+        "--root_path",
+        default="data/LA",
+        help="the data: the LA h5 layout, a NIfTI task (imagesTr/, labelsTr/) or 2D images (images/, masks/)",
+    )
+    p.add_argument("--exp", default=exp, help="run name: writes to <model_dir>/<exp>/")
+    p.add_argument("--model_dir", default="model", help="folder of runs")
+    p.add_argument("--max_iterations", type=int, default=6000, help="training iterations (batches)")
+    p.add_argument("--batch_size", type=int, default=4, help="items per batch")
+    if semi_supervised:
+        p.add_argument("--labeled_bs", type=int, default=2, help="labelled items per batch; the rest are unlabelled")
+    p.add_argument("--labelnum", type=int, default=16, help="the first N cases of train.list with a label are labelled")
+    p.add_argument("--labeled_list", default="", help="a file of the labelled IDs (one a line), instead of --labelnum")
+    p.add_argument("--base_lr", type=float, default=0.01, help="SGD learning rate (momentum 0.9, weight decay 1e-4)")
+    p.add_argument("--lr_step", type=int, default=2500, help="lr x 0.1 every this many iterations")
+    p.add_argument("--seed", type=int, default=1337, help="seeds the weights, the batches and the augmentations")
+    p.add_argument("--deterministic", type=int, default=1, help="1: seeded, cudnn deterministic; 0: cudnn.benchmark")
+    add_data_flags(p, from_run=False)
+    p.add_argument("--num_classes", type=int, default=2, help="K: classes of the label maps, background included")
+    p.add_argument("--save_every", type=int, default=1000, help="checkpoint every N iterations (and at the end)")
+    p.add_argument("--device", default=default_device(), help=DEVICE_HELP)
+    p.add_argument("--num_workers", type=int, default=2, help="data loader processes (0: load in the main one)")
+    add_threads_flag(p)
+    p.add_argument(
+        "--cpu_allocator",
+        choices=["reuse", "system"],
+        default="reuse",
+        help="CPU: reuse freed memory (faster for large patches, more resident memory) or glibc's default",
+    )
+    add_precision_flag(p)
+    p.add_argument("--resume", default="", help="'auto': continue <run>/state_latest.pth if present; or a path")
+    method.add_flags(p)
+    return p
+
+
+def add_data_flags(p: argparse.ArgumentParser, from_run: bool) -> None:
+    """--patch_size, --normalization, --center_crop, --resize: how cases are cut and scaled. With `from_run` (test,
+    predict) unset values are the trained run's, from its run.json."""
+    run = "; default: the run's (run.json)" if from_run else ""
+    p.add_argument(
+        "--patch_size",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="SIDE",
+        help="the patch's sides in the order of the array's axes, multiples of 16: ROWS COLS for 2D images (a 2D "
+        "V-Net; the order of --center_crop and --resize), 3 sides for volumes (a 3D V-Net) in their stored axis order "
+        "(LA h5: W H D, the 'image' dataset's axes 0 1 2; NIfTI: the voxel axes i j k)"
+        + (run or "; default: 112 112 80 (the paper's) for volumes, 256 256 for 2D images"),
+    )
+    p.add_argument(
+        "--normalization",
+        choices=NORMALIZATIONS,
+        default=None if from_run else "zscore",
+        help="NIfTI and 2D images: z-score each image, or none" + run,
+    )
+    p.add_argument("--center_crop", type=int, nargs=2, default=None, metavar=("ROWS", "COLS"), help="2D images" + run)
+    p.add_argument(
+        "--resize", type=int, nargs=2, default=None, metavar=("ROWS", "COLS"), help="2D, after --center_crop" + run
+    )
+
+
+def check_args(args: argparse.Namespace, method: type[Method]) -> None:
+    """Refuse flag combinations that cannot train, before anything is read or written."""
+    if len(args.patch_size) not in (2, 3):
+        raise DataError(
+            f"--patch_size {' '.join(map(str, args.patch_size))}: give 3 sides for volumes (their axes as stored: W H "
+            f"D for LA), 2 for images (ROWS COLS)"
+        )
+    if any(s % SIDE_MULTIPLE or s <= 0 for s in args.patch_size):
+        raise DataError(f"--patch_size {args.patch_size}: every side must be a positive multiple of {SIDE_MULTIPLE}")
+    semi = method.semi_supervised
+    if semi and not 0 < args.labeled_bs < args.batch_size:
+        raise DataError(
+            f"--labeled_bs {args.labeled_bs} must be in 1..{args.batch_size - 1} (below --batch_size "
+            f"{args.batch_size}) so that every batch holds unlabelled items"
+        )
+    if args.num_classes < 2:
+        raise DataError(f"--num_classes {args.num_classes}: a segmentation needs at least 2 classes (background + 1)")
+    method.check_args(args)
+
+
+def check_dimensions(shapes: dict[str, tuple[int, ...]], dimensions: int, reason: str) -> None:
+    """Every case must have `dimensions` axes (a 2D network cannot segment volumes, nor a 3D one images);
+    `reason` says where the expected dimensionality comes from and ends the message."""
+    for case_id, shape in shapes.items():
+        if len(shape) != dimensions:
+            raise DataError(f"case {case_id} is {len(shape)}D {shape}, but {reason}")
+
+
+def split_labelled(
+    args: argparse.Namespace, source: Source, train_ids: list[str], semi: bool
+) -> tuple[list[str], list[str]]:
+    """Labelled: the IDs of --labeled_list, else the first --labelnum IDs of train.list that have a label (all of them
+    for LA: the release's rule); unlabelled: the rest of train.list, whether or not a label exists."""
+    if args.labeled_list:
+        path = Path(args.labeled_list)
+        if not path.is_file():
+            raise DataError(f"{path}: --labeled_list file not found; write the labelled IDs one a line")
+        labeled = path.read_text().split()
+        unknown = [i for i in labeled if i not in train_ids]
+        unlabelled = [i for i in labeled if i in train_ids and not source.has_label(i)]
+        if unknown or unlabelled or not labeled:
+            problem = f"{unknown[0]} is not in train.list" if unknown else f"{unlabelled[0]} has no label"
+            raise DataError(f"{path}: {problem if labeled else 'no IDs'}; list labelled IDs of train.list")
+        args.labelnum = len(labeled)  # as run.json and the tables count it
+    else:
+        with_label = [i for i in train_ids if source.has_label(i)]
+        if not 0 < args.labelnum <= len(with_label):
+            counts = f"train.list has {len(train_ids)} cases" + (
+                f", {len(with_label)} with a label" if len(with_label) < len(train_ids) else ""
+            )
+            raise DataError(f"--labelnum {args.labelnum}: {counts}; choose 1..{len(with_label)}")
+        labeled = with_label[: args.labelnum]
+    unlabeled = [i for i in train_ids if i not in set(labeled)]
+    if args.labeled_bs > len(labeled):
+        flag = "--labeled_bs" if semi else "--batch_size"  # a supervised batch is all labelled
+        raise DataError(f"{flag} {args.labeled_bs} exceeds the {len(labeled)} labelled cases: lower it")
+    if semi and not unlabeled:
+        raise DataError(f"--labelnum {args.labelnum} leaves no unlabelled case in train.list: lower it")
+    return labeled, unlabeled
