@@ -1,6 +1,6 @@
 """Training methods: what one step computes from a batch, and what a method keeps besides the student.
 
-Each module holds one method; the loop (utils/training.py) knows none of them. To add a method, subclass
+Each module holds one method; the loop (training/loop.py) knows none of them. To add a method, subclass
 `methods.base.Method` in a module of its own and give it a script of a few lines (see train_bcp.py, README).
 """
 
