@@ -142,6 +142,7 @@ def main() -> None:
                         help="train and test in this precision; not fp32: into model/<config>_<precision> and "
                         "results/<config>_<precision>")  # fmt: skip
     parser.add_argument("--parallel", type=int, default=1, help="jobs at a time (CPU: 2 single-thread jobs)")
+    parser.add_argument("--threads", type=int, help="torch threads per job; default: the cores / --parallel")
     parser.add_argument("--dry_run", action="store_true", help="print the commands only")
     parser.add_argument(
         "--summary_only", action="store_true", help="train nothing: rebuild results/<config>/table.md and dice.png"
@@ -151,7 +152,7 @@ def main() -> None:
     name = args.config if args.precision == "fp32" else f"{args.config}_{args.precision}"
     model_dir = args.model_dir or f"model/{name}"
     results = Path(args.results_dir or REPO / "results" / name)
-    threads = max(1, (os.cpu_count() or 1) // args.parallel)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.parallel)
 
     # Seed-major order: with fewer seeds done, every group still has the same number of runs.
     jobs = [job_commands(g, s, scale, model_dir, args.device, args.precision) for s in args.seeds for g in args.groups]
