@@ -14,7 +14,6 @@ same run and the peak resident memory. --json writes the figures for benchmarks/
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import statistics
 import sys
@@ -26,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from benchmarks.work import forward_flop, matmul_gflops  # noqa: E402
+from benchmarks.work import forward_flop, matmul_gflops, write_figures  # noqa: E402
 from evaluation.windows import sliding_window_probability, whole_volume_probability, window_starts
 from networks.vnet import VNet  # noqa: E402
 from training.cpu_memory import reuse_freed_memory
@@ -100,18 +99,8 @@ def main() -> None:
         f"a floor of {work / floor / 1e9:.1f} s per case"
     )
     if args.json:
-        figures = {
-            "median_s": per_case,
-            "min_s": min(times),
-            "max_s": max(times),
-            "n": len(times),
-            "peak_rss_gib": peak_gib,
-            "precision": precision,
-            "matmul_gflops": floor,
-            "tflop": work / 1e12,
-            "windows": 1 if args.whole_volume else windows,
-        }
-        Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")
+        write_figures(args.json, times, per_case, peak_rss_gib=peak_gib, precision=precision, matmul_gflops=floor,
+                      tflop=work / 1e12, windows=1 if args.whole_volume else windows)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from benchmarks.work import forward_flop, matmul_gflops  # noqa: E402
+from benchmarks.work import forward_flop, matmul_gflops, write_figures  # noqa: E402
 from dataloaders.synthetic import make_synthetic_la  # noqa: E402
 from methods import METHODS  # noqa: E402
 from training.loop import train
@@ -85,17 +85,8 @@ def main() -> None:
         f"a floor of {work / floor / 1e9:.1f} s per iteration"
     )
     if args.json:
-        figures = {
-            "median_s": median,
-            "min_s": min(times),
-            "max_s": max(times),
-            "n": len(times),
-            "peak_rss_gib": peak_gib,
-            "precision": precision,
-            "matmul_gflops": floor,
-            "tflop": work / 1e12,
-        }
-        Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")  # fmt: skip
+        write_figures(args.json, times, median, peak_rss_gib=peak_gib, precision=precision, matmul_gflops=floor,
+                      tflop=work / 1e12)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -31,3 +31,12 @@ def matmul_gflops(device: str, size: int = 2048, repeats: int = 10, dtype: torch
         c = a @ b
     float(c[0, 0])  # synchronise
     return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def write_figures(path: str, times: list[float], median: float, **fields: object) -> None:
+    """A benchmark's figures as JSON (benchmarks/precision_time.py reads them): the timed runs' median, min, max and
+    count, then the given fields (peak RSS, precision, matmul rate, work, ...)."""
+    import json
+
+    figures = {"median_s": median, "min_s": min(times), "max_s": max(times), "n": len(times), **fields}
+    Path(path).write_text(json.dumps(figures, indent=1) + "\n")
