@@ -29,7 +29,7 @@ def summarize(args: argparse.Namespace) -> str:
             raise DataError(f"--compare {unknown[0]}: no such group; the runs hold {', '.join(groups)}")
         tests = [paired_wilcoxon(groups[a], groups[b], args.metric) for a, b in args.compare if {a, b} <= set(groups)]
         text += "\n\nPaired Wilcoxon signed-rank tests over the test cases (each case averaged over seeds):\n\n"
-        text += paired_tests_table(tests)
+        text += paired_tests_table(tests) if tests else "none yet: no pair has both groups."
     if args.gap and set(args.gap) <= set(groups):
         low, semi, high = args.gap
         share = gap_closed(groups, low, semi, high, args.metric)

@@ -156,7 +156,7 @@ def main() -> None:
 
     # Seed-major order: with fewer seeds done, every group still has the same number of runs.
     jobs = [job_commands(g, s, scale, model_dir, args.device, args.precision) for s in args.seeds for g in args.groups]
-    for _, commands, _ in jobs:
+    for _, commands, _ in [] if args.summary_only else jobs:
         for command in commands:
             print(" ".join(["python3", *command[1:]]))
     if args.dry_run:

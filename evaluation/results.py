@@ -216,7 +216,7 @@ def strip_plot(groups: dict[str, list[RunResult]], path: str | Path, metric: str
     scale = 100.0 if metric in PERCENT_METRICS else 1.0
     names = list(groups)
     seeds = sorted({r.seed for runs in groups.values() for r in runs})
-    fig, ax = plt.subplots(figsize=(1.6 + 1.25 * len(names), 4.2), dpi=120)
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.6 + 1.1 * len(names)), 4.2), dpi=120)
     pooled = [[v * scale for r in groups[g] for v in (c[metric] for c in r.cases.values()) if math.isfinite(v)]
               for g in names]  # fmt: skip
     ax.boxplot(pooled, widths=0.55, showfliers=False, medianprops={"color": "black"})
@@ -229,7 +229,7 @@ def strip_plot(groups: dict[str, list[RunResult]], path: str | Path, metric: str
                        label=f"seed {r.seed}")  # fmt: skip
     handles, labels = ax.get_legend_handles_labels()
     unique = dict(zip(labels, handles))
-    ax.legend(unique.values(), unique.keys(), fontsize=8, loc="lower right")
+    ax.legend(unique.values(), unique.keys(), fontsize=8, loc="best")
     ax.set_xticks(range(1, len(names) + 1), names, rotation=20, fontsize=8)
     ax.set_ylabel(HEADINGS[metric] + " per test case")
     ax.set_title(title, fontsize=9)
