@@ -23,13 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = {"supervised": "train_supervised.py", "uamt": "train_uamt.py", "uamt_unlabel": "train_uamt_unlabel.py"}
+SCRIPTS = {"supervised": "train_supervised.py", "uamt": "train_uamt.py", "uamt_unlabel": "train_uamt_unlabel.py",
+           "bcp": "train_bcp.py"}  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Scale:
     root: str
-    patch: tuple[int, int, int]
+    patch: tuple[int, ...]  # 3 sides for volumes, ROWS COLS for 2D
     iterations: int
     lr_step: int  # the release's 2500 of 6000, scaled
     rampup_epoch_iters: int  # iterations per ramp-up "epoch" of lambda(t) (the release's 150)
@@ -37,6 +38,8 @@ class Scale:
     stride_xy: int
     stride_z: int
     save_every: int
+    data_flags: tuple[str, ...] = ()  # e.g. 2D --resize, given to every training script (test reads run.json)
+    bcp_pre_iterations: int | None = None  # BCP's stage 1 (--pre_iterations); None: the script's default
 
 
 CONFIGS = {
@@ -46,6 +49,13 @@ CONFIGS = {
     # patch, 1200 iterations, lr x0.1 every 500, lambda(t) ramped over 8 epochs of 150 iterations (0.1 at the end),
     # test windows at the reference's density on the half grid (stride 9 in x, y, 2 in z).
     "la_half": Scale("data/LA_half", (48, 48, 32), 1200, 500, 150, 8, 9, 2, 200),
+    # HC18 fetal-head ultrasound frames (2D, ~540x800, train.list 160 / test.list 40), sized for 2 CPU cores
+    # (RESULTS.md, "HC18"): every frame resized to 128x192 (its 2:3 aspect) and trained whole (patch = frame), 600
+    # iterations, lr x0.1 every 250 (the release's 2500 of 6000), lambda(t) ramped over 40 epochs of 15 iterations
+    # (0.1 at the end, the release's shape), left-right flips only (--augment flip_lr); BCP: 200 copy-paste
+    # iterations, then 400 of self-training. One test window per frame.
+    "hc18": Scale("data/HC18", (128, 192), 600, 250, 15, 40, 32, 4, 200,
+                  ("--resize", "128", "192", "--augment", "flip_lr"), 200),  # fmt: skip
 }
 # group -> (method, --labelnum, extra flags). Order = run order within a seed: the floor (supervised:80) first, long
 # UA-MT jobs beside short supervised ones.
@@ -57,11 +67,15 @@ GROUPS = {
     "supervised:8": ("supervised", 8, []),
     "uamt_unlabel_nomask:16": ("uamt_unlabel", 16, ["--uncertainty_mask", "0"]),
     "uamt:16": ("uamt", 16, []),
+    "supervised:160": ("supervised", 160, []),  # HC18: every train frame labelled
+    "bcp:16": ("bcp", 16, ["--batch_size", "4", "--labeled_bs", "2"]),  # the loop's batch, not the release's 8 = 4 + 4
 }
 DEFAULT_GROUPS = list(GROUPS)[:6]
+CONFIG_GROUPS = {"hc18": ["supervised:160", "uamt_unlabel:16", "supervised:16", "bcp:16"]}  # else DEFAULT_GROUPS
 # The paired tests of the table: (A, B) for each that has both groups.
 COMPARE = [("uamt_unlabel:8", "supervised:8"), ("uamt_unlabel:16", "supervised:16"),
-           ("uamt_unlabel:16", "uamt_unlabel_nomask:16"), ("supervised:80", "supervised:16")]  # fmt: skip
+           ("uamt_unlabel:16", "uamt_unlabel_nomask:16"), ("supervised:80", "supervised:16"),
+           ("bcp:16", "supervised:16"), ("supervised:160", "supervised:16")]  # fmt: skip
 GAP = ("supervised:16", "uamt_unlabel:16", "supervised:80")  # the share of the 16 -> 80 gap that UA-MT closes
 KEPT = ("run.json", "test_iter_{final}/test.json", "test_iter_{final}/metrics.csv")  # what results/ keeps of a run
 
@@ -73,8 +87,11 @@ def job_commands(group: str, seed: int, scale: Scale, model_dir: str, device: st
               "--device", device]  # fmt: skip
     train = [sys.executable, SCRIPTS[method], *common, "--exp", exp, "--labelnum", str(labelnum), "--seed", str(seed),
              "--max_iterations", str(scale.iterations), "--lr_step", str(scale.lr_step),
-             "--save_every", str(scale.save_every), "--num_workers", "0", "--resume", "auto", *extra]  # fmt: skip
-    if method != "supervised":
+             "--save_every", str(scale.save_every), "--num_workers", "0", "--resume", "auto", *extra,
+             *scale.data_flags]  # fmt: skip
+    if method == "bcp" and scale.bcp_pre_iterations is not None:
+        train += ["--pre_iterations", str(scale.bcp_pre_iterations)]
+    if method.startswith("uamt"):
         train += ["--rampup_epoch_iters", str(scale.rampup_epoch_iters),
                   "--consistency_rampup", str(scale.consistency_rampup)]  # fmt: skip
     test = [sys.executable, "test_LA.py", *common, "--model", exp, "--iteration", str(scale.iterations),
@@ -116,21 +133,23 @@ def run_job(exp: str, commands: list[list[str]], run: Path, kept: Path, threads:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", choices=sorted(CONFIGS), default="la_half")
-    parser.add_argument("--groups", nargs="+", default=DEFAULT_GROUPS, choices=list(GROUPS))
+    parser.add_argument("--groups", nargs="+", choices=list(GROUPS), help="default: the config's (hc18: its four)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1337, 1338, 1339])
     parser.add_argument("--model_dir", help="default: model/<config>")
     parser.add_argument("--results_dir", help="where the small results are kept (committed); default: results/<config>")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--parallel", type=int, default=1, help="jobs at a time (CPU: 2 single-thread jobs)")
+    parser.add_argument("--threads", type=int, help="torch threads per job; default: the CPU cores / --parallel")
     parser.add_argument("--dry_run", action="store_true", help="print the commands only")
     parser.add_argument(
         "--summary_only", action="store_true", help="train nothing: rebuild results/<config>/table.md and dice.png"
     )
     args = parser.parse_args()
     scale = CONFIGS[args.config]
+    args.groups = args.groups or CONFIG_GROUPS.get(args.config, DEFAULT_GROUPS)
     model_dir = args.model_dir or f"model/{args.config}"
     results = Path(args.results_dir or REPO / "results" / args.config)
-    threads = max(1, (os.cpu_count() or 1) // args.parallel)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.parallel)
 
     # Seed-major order: with fewer seeds done, every group still has the same number of runs.
     jobs = [job_commands(g, s, scale, model_dir, args.device) for s in args.seeds for g in args.groups]

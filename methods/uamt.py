@@ -22,8 +22,10 @@ from methods.base import Method, StepOutput, label_grid
 from methods.supervised import first_item_images
 from utils import ramps
 from utils.losses import supervised_loss
-from utils.mean_teacher import ema_update, uncertainty_aware_consistency
+from utils.mean_teacher import ema_update, hard_dice, side_forward, uncertainty_aware_consistency
 from utils.visualize import slice_grid
+
+TEACHER_DICE_EVERY = 10  # iterations between two logs of the teacher's Dice on the labelled items (one more forward)
 
 
 class UAMT(Method):
@@ -100,7 +102,14 @@ class UAMT(Method):
             "uncertainty/max": c.uncertainty.max(),
             "uncertainty/min": c.uncertainty.min(),
             "uncertainty/mask_per": c.mask.mean(),
+            # Diagnostics, no effect on training: hard Dice on the labelled items; the share of the consistency
+            # items (unlabelled for uamt_unlabel) that student and teacher call foreground.
+            "dice/student_labelled": hard_dice(logits[labeled].detach(), labels[labeled]),
+            "foreground/student": (logits[items].detach().argmax(1) > 0).float().mean(),
+            "foreground/teacher": (c.teacher_logits.argmax(1) > 0).float().mean(),
         }
+        if iteration % TEACHER_DICE_EVERY == 0:
+            scalars["dice/teacher_labelled"] = hard_dice(side_forward(self.teacher, images[labeled]), labels[labeled])
 
         def images_to_log() -> dict[str, object]:
             prediction = logits.argmax(1)

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from dataloaders.checks import check_dataset
-from dataloaders.la_heart import DataError, LAHeart, TrainTransform, TwoStreamBatchSampler
+from dataloaders.la_heart import AUGMENTATIONS, DataError, LAHeart, TrainTransform, TwoStreamBatchSampler
 from dataloaders.sources import NORMALIZATIONS, Source, open_source
 from methods.base import Method
 from networks.vnet import SIDE_MULTIPLE, VNet
@@ -41,11 +41,14 @@ T = TypeVar("T")
 IMAGE_EVERY = 50
 STATE_FILE = "state_latest.pth"  # the full training state, for --resume
 RESUME_MUST_MATCH = ("root_path", "labelnum", "batch_size", "labeled_bs", "patch_size", "seed", "num_classes",
-                     "labeled_list", "center_crop", "resize", "normalization")  # fmt: skip
+                     "labeled_list", "center_crop", "resize", "normalization", "augment")  # fmt: skip
 # Flags added after states were first saved: an older state ran with these values.
-RESUME_DEFAULTS = {"num_classes": 2, "labeled_list": "", "center_crop": None, "resize": None, "normalization": "zscore"}
+RESUME_DEFAULTS = {"num_classes": 2, "labeled_list": "", "center_crop": None, "resize": None, "normalization": "zscore",
+                   "augment": "rot_flip"}  # fmt: skip
 # --patch_size when none is given: the paper's for volumes, a common 2D training size for images.
 DEFAULT_PATCH = {3: [112, 112, 80], 2: [256, 256]}
+# --augment when none is given: the release's rot90 + flip for volumes; see README ("2D") for images.
+DEFAULT_AUGMENT = {3: "rot_flip", 2: "rot_flip"}
 
 
 def default_device() -> str:
@@ -75,6 +78,14 @@ def training_parser(description: str, exp: str, method: type[Method]) -> argpars
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--deterministic", type=int, default=1, help="1: seeded, cudnn deterministic; 0: cudnn.benchmark")
     add_data_flags(p, from_run=False)
+    p.add_argument(
+        "--augment",
+        choices=AUGMENTATIONS,
+        default=None,
+        help="training augmentation before the random crop: rot_flip (rot90 + flip, the release's), flip_lr (a "
+        "left-right mirror only, for frames with an up and a down), none; default: "
+        + ", ".join(f"{v} for {d}D" for d, v in sorted(DEFAULT_AUGMENT.items(), reverse=True)),
+    )
     p.add_argument("--num_classes", type=int, default=2, help="K: classes of the label maps, background included")
     p.add_argument("--save_every", type=int, default=1000, help="checkpoint every N iterations (and at the end)")
     p.add_argument("--device", default=default_device(), help="cuda, cuda:1, cpu, ...")
@@ -307,6 +318,8 @@ def _train(
     source = open_source(args.root_path, args.num_classes, args.center_crop, args.resize, args.normalization)
     if args.patch_size is None:  # the network's dimensionality follows the data's
         args.patch_size = list(DEFAULT_PATCH[source.dimensions])
+    if getattr(args, "augment", None) is None:
+        args.augment = DEFAULT_AUGMENT[len(args.patch_size)]
     check_args(args, method_class)
     # Lists and train-case headers first, then every voxel of the cases used as they are loaded: a data mistake
     # stops the run before it writes anything.
@@ -317,7 +330,7 @@ def _train(
     check_dimensions(report.shapes, dimensions, f"--patch_size {patch_text} is {dimensions}D: give one side per axis")
     labeled_ids, unlabeled_ids = split_labelled(args, source, train_ids, semi)
     used_ids = labeled_ids + unlabeled_ids if semi else labeled_ids  # the sampler's labelled indices come first
-    dataset = LAHeart(source, used_ids, TrainTransform(args.patch_size), args.num_classes)
+    dataset = LAHeart(source, used_ids, TrainTransform(args.patch_size, args.augment), args.num_classes)
     snapshot = Path(args.model_dir) / args.exp
     resume_from = resume_path(args, snapshot)
     state = load_checkpoint(resume_from) if resume_from else None
