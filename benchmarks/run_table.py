@@ -39,9 +39,10 @@ class Scale:
     stride_z: int
     save_every: int
     data_flags: tuple[str, ...] = ()  # e.g. 2D --resize, given to every training script (test reads run.json)
-    bcp_pre_iterations: int | None = None  # BCP's stage 1 (--pre_iterations); None: the script's default
+    method_flags: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (method, flags): given to that method's runs only
 
 
+# fmt: off
 CONFIGS = {
     # The paper: full resolution, 6000 iterations, windows at stride 18/4.
     "paper": Scale("data/LA", (112, 112, 80), 6000, 2500, 150, 40, 18, 4, 1000),
@@ -51,12 +52,16 @@ CONFIGS = {
     "la_half": Scale("data/LA_half", (48, 48, 32), 1200, 500, 150, 8, 9, 2, 200),
     # HC18 fetal-head ultrasound frames (2D, ~540x800, train.list 160 / test.list 40), sized for 2 CPU cores
     # (RESULTS.md, "HC18"): every frame resized to 128x192 (its 2:3 aspect) and trained whole (patch = frame), 600
-    # iterations, lr x0.1 every 250 (the release's 2500 of 6000), lambda(t) ramped over 40 epochs of 15 iterations
-    # (0.1 at the end, the release's shape), left-right flips only (--augment flip_lr); BCP: 200 copy-paste
+    # iterations at lr 0.01 (no step inside the run), the release's rot90 + flip; UA-MT: lambda(t)
+    # ramped over 40 epochs of 15 iterations (0.1 at the end, the release's shape) and 4 labelled + 2 unlabelled items
+    # a batch (the supervised batch's 4 labelled, plus unlabelled ones); BCP: 4 = 2 + 2 items, 200 copy-paste
     # iterations, then 400 of self-training. One test window per frame.
-    "hc18": Scale("data/HC18", (128, 192), 600, 250, 15, 40, 32, 4, 200,
-                  ("--resize", "128", "192", "--augment", "flip_lr"), 200),  # fmt: skip
+    "hc18": Scale("data/HC18", (128, 192), 600, 600, 15, 40, 32, 4, 200,
+                  ("--resize", "128", "192"),
+                  (("uamt_unlabel", ("--batch_size", "6", "--labeled_bs", "4")),
+                   ("bcp", ("--pre_iterations", "200")))),
 }
+# fmt: on
 # group -> (method, --labelnum, extra flags). Order = run order within a seed: the floor (supervised:80) first, long
 # UA-MT jobs beside short supervised ones.
 GROUPS = {
@@ -89,8 +94,7 @@ def job_commands(group: str, seed: int, scale: Scale, model_dir: str, device: st
              "--max_iterations", str(scale.iterations), "--lr_step", str(scale.lr_step),
              "--save_every", str(scale.save_every), "--num_workers", "0", "--resume", "auto", *extra,
              *scale.data_flags]  # fmt: skip
-    if method == "bcp" and scale.bcp_pre_iterations is not None:
-        train += ["--pre_iterations", str(scale.bcp_pre_iterations)]
+    train += [flag for name, flags in scale.method_flags if name == method for flag in flags]
     if method.startswith("uamt"):
         train += ["--rampup_epoch_iters", str(scale.rampup_epoch_iters),
                   "--consistency_rampup", str(scale.consistency_rampup)]  # fmt: skip

@@ -105,16 +105,37 @@ def test_hc18_table_commands():
     exp, (train, test) = run_table.job_commands("bcp:16", 1337, scale, "model/hc18", "cpu")
     assert exp == "bcp_16_seed1337" and train[1] == "train_bcp.py"
     text = " ".join(train)
-    for flags in ("--batch_size 4 --labeled_bs 2", "--pre_iterations 200", "--resize 128 192", "--augment flip_lr",
+    for flags in ("--batch_size 4 --labeled_bs 2", "--pre_iterations 200", "--resize 128 192",
                   "--patch_size 128 192", "--max_iterations 600"):  # fmt: skip
         assert flags in text
     assert "--rampup_epoch_iters" not in text  # UA-MT's flags go to UA-MT only
     uamt = " ".join(run_table.job_commands("uamt_unlabel:16", 1337, scale, "m", "cpu")[1][0])
     assert "--rampup_epoch_iters 15 --consistency_rampup 40" in uamt
+    assert "--batch_size 6 --labeled_bs 4" in uamt and "--pre_iterations" not in uamt  # per-method flags
     supervised = " ".join(run_table.job_commands("supervised:160", 1339, scale, "m", "cpu")[1][0])
-    assert "--labelnum 160" in supervised and "--consistency" not in supervised
+    assert "--labelnum 160" in supervised and "--consistency" not in supervised and "--batch_size" not in supervised
     # the LA tables' commands carry none of the 2D flags
     for config in ("la_half", "paper"):
         for group in ("supervised:16", "uamt_unlabel:16"):
             command = " ".join(run_table.job_commands(group, 1337, run_table.CONFIGS[config], "m", "cpu")[1][0])
             assert "--resize" not in command and "--augment" not in command
+
+
+def test_short_ramp_warning_names_the_fitting_epoch_length():
+    import argparse
+
+    from methods.uamt import short_ramp_warning
+    from utils import ramps
+
+    args = argparse.Namespace(consistency=0.1, max_iterations=600, consistency_rampup=40.0, rampup_epoch_iters=150)
+    message = short_ramp_warning(args)
+    assert "reaches only 0.0014" in message and "--rampup_epoch_iters 15" in message
+    args.rampup_epoch_iters = 15  # the suggestion: lambda then ends at its maximum, as the release's 6000 do
+    assert short_ramp_warning(args) == ""
+    assert ramps.consistency_weight(599, 0.1, 40, 15) == pytest.approx(ramps.consistency_weight(5999, 0.1, 40, 150))
+    # the release's run and the LA-half arena are not warned about
+    for iterations, epoch, rampup in ((6000, 150, 40.0), (1200, 150, 8.0)):
+        args = argparse.Namespace(
+            consistency=0.1, max_iterations=iterations, consistency_rampup=rampup, rampup_epoch_iters=epoch
+        )
+        assert short_ramp_warning(args) == ""
