@@ -106,7 +106,7 @@ def test_hc18_table_commands():
     assert exp == "bcp_16_seed1337" and train[1] == "train_bcp.py"
     text = " ".join(train)
     for flags in ("--batch_size 4 --labeled_bs 2", "--pre_iterations 200", "--resize 128 192",
-                  "--patch_size 128 192", "--max_iterations 600"):  # fmt: skip
+                  "--patch_size 128 192", "--max_iterations 600 --lr_step 250"):  # fmt: skip
         assert flags in text
     assert "--rampup_epoch_iters" not in text  # UA-MT's flags go to UA-MT only
     uamt = " ".join(run_table.job_commands("uamt_unlabel:16", 1337, scale, "m", "cpu")[1][0])
