@@ -82,6 +82,7 @@ COMPARE = [("uamt_unlabel:8", "supervised:8"), ("uamt_unlabel:16", "supervised:1
            ("uamt_unlabel:16", "uamt_unlabel_nomask:16"), ("supervised:80", "supervised:16"),
            ("bcp:16", "supervised:16"), ("supervised:160", "supervised:16")]  # fmt: skip
 GAP = ("supervised:16", "uamt_unlabel:16", "supervised:80")  # the share of the 16 -> 80 gap that UA-MT closes
+CONFIG_GAP = {"hc18": ("supervised:16", "uamt_unlabel:16", "supervised:160")}  # else GAP
 KEPT = ("run.json", "test_iter_{final}/test.json", "test_iter_{final}/metrics.csv")  # what results/ keeps of a run
 
 
@@ -185,7 +186,8 @@ def summarize(args: argparse.Namespace, results: Path, final: int) -> None:
         print(f"no results under {results} yet")
         return
     compare = [x for a, b in COMPARE if {a, b} <= set(args.groups) for x in ("--compare", a, b)]
-    gap = ["--gap", *GAP] if set(GAP) <= set(args.groups) else []
+    gap_groups = CONFIG_GAP.get(args.config, GAP)
+    gap = ["--gap", *gap_groups] if set(gap_groups) <= set(args.groups) else []
     title = f"{args.config}: Dice per test case, seeds pooled"
     command = [sys.executable, "summarize.py", *runs, *compare, *gap, "--expect", *args.groups,
                "--seeds", str(len(args.seeds)), "--out", str(results / "table.md"),
