@@ -139,3 +139,17 @@ def test_short_ramp_warning_names_the_fitting_epoch_length():
             consistency=0.1, max_iterations=iterations, consistency_rampup=rampup, rampup_epoch_iters=epoch
         )
         assert short_ramp_warning(args) == ""
+
+
+def test_resume_refuses_another_augmentation_and_reads_old_states_as_rot_flip(tmp_path):
+    from dataloaders.la_heart import DataError
+    from methods import UAMTUnlabel
+
+    args = training.training_parser("", "x", UAMTUnlabel).parse_args(["--augment", "flip_lr"])
+    saved = {k: vars(args)[k] for k in training.RESUME_MUST_MATCH}
+    training.check_resumable({"args": saved}, args, tmp_path / "state.pth")
+    old = {k: v for k, v in saved.items() if k != "augment"}  # saved before --augment existed: rot90 + flip
+    with pytest.raises(DataError, match="--augment rot_flip"):
+        training.check_resumable({"args": old}, args, tmp_path / "state.pth")
+    args.augment = "rot_flip"
+    training.check_resumable({"args": old}, args, tmp_path / "state.pth")
