@@ -30,7 +30,7 @@ SCRIPTS = {"supervised": "train_supervised.py", "uamt": "train_uamt.py", "uamt_u
 @dataclass(frozen=True)
 class Scale:
     root: str
-    patch: tuple[int, int, int]
+    patch: tuple[int, ...]  # 3 sides for volumes, ROWS COLS for 2D
     iterations: int
     lr_step: int  # the release's 2500 of 6000, scaled
     rampup_epoch_iters: int  # iterations per ramp-up "epoch" of lambda(t) (the release's 150)
@@ -40,6 +40,8 @@ class Scale:
     save_every: int
     # BCP: (stage 1 iterations, stage 2 iterations, batch size, labelled per batch, lr step of stage 2).
     bcp: tuple[int, int, int, int, int]
+    data_flags: tuple[str, ...] = ()  # e.g. 2D --resize, given to every training script (test reads run.json)
+    method_flags: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (method, flags): given to that method's runs only
 
 
 CONFIGS = {
@@ -51,6 +53,15 @@ CONFIGS = {
     # test windows at the reference's density on the half grid (stride 9 in x, y, 2 in z). BCP: 400 pre-training
     # iterations, then the other rows' 1200 at their batch (2 + 2) and lr schedule.
     "la_half": Scale("data/LA_half", (48, 48, 32), 1200, 500, 150, 8, 9, 2, 200, (400, 1200, 4, 2, 500)),
+    # HC18 fetal-head ultrasound frames (2D, ~540x800, train.list 160 / test.list 40), sized for 2 CPU cores
+    # (RESULTS.md, "HC18"): every frame resized to 128x192 (its 2:3 aspect) and trained whole (patch = frame), 600
+    # iterations, lr x0.1 every 250 (the release's 2500 of 6000), the release's rot90 + flip; UA-MT: lambda(t)
+    # ramped over 40 epochs of 15 iterations (0.1 at the end, the release's shape) and 4 labelled + 2 unlabelled items
+    # a batch (the supervised batch's 4 labelled, plus unlabelled ones); BCP: 4 = 2 + 2 items, 200 copy-paste
+    # iterations, then 400 of self-training. One test window per frame.
+    "hc18": Scale("data/HC18", (128, 192), 600, 250, 15, 40, 32, 4, 200, (200, 400, 4, 2, 250),
+                  data_flags=("--resize", "128", "192"),
+                  method_flags=(("uamt_unlabel", ("--batch_size", "6", "--labeled_bs", "4")),)),  # fmt: skip
 }
 # group -> (method, --labelnum, extra flags). Order = run order within a seed: the floor (supervised:80) first, long
 # UA-MT jobs beside short supervised ones.
@@ -64,14 +75,17 @@ GROUPS = {
     "bcp:8": ("bcp", 8, []),
     "bcp:16": ("bcp", 16, []),
     "uamt:16": ("uamt", 16, []),
+    "supervised:160": ("supervised", 160, []),  # HC18: every train frame labelled
 }
 DEFAULT_GROUPS = list(GROUPS)[:8]
+CONFIG_GROUPS = {"hc18": ["supervised:160", "uamt_unlabel:16", "supervised:16", "bcp:16"]}  # else DEFAULT_GROUPS
 # The paired tests of the table: (A, B) for each that has both groups.
 COMPARE = [("uamt_unlabel:8", "supervised:8"), ("uamt_unlabel:16", "supervised:16"),
            ("uamt_unlabel:16", "uamt_unlabel_nomask:16"), ("supervised:80", "supervised:16"),
            ("bcp:8", "uamt_unlabel:8"), ("bcp:8", "supervised:8"), ("bcp:16", "uamt_unlabel:16"),
-           ("bcp:16", "supervised:16")]  # fmt: skip
+           ("bcp:16", "supervised:16"), ("supervised:160", "supervised:16")]  # fmt: skip
 GAP = ("supervised:16", "uamt_unlabel:16", "supervised:80")  # the share of the 16 -> 80 gap that UA-MT closes
+CONFIG_GAP = {"hc18": ("supervised:16", "uamt_unlabel:16", "supervised:160")}  # else GAP
 KEPT = ("run.json", "test_iter_{final}/test.json", "test_iter_{final}/metrics.csv")  # what results/ keeps of a run
 
 
@@ -90,7 +104,9 @@ def job_commands(
               "--device", device] + (["--precision", precision] if precision != "fp32" else [])  # fmt: skip
     train = [sys.executable, SCRIPTS[method], *common, "--exp", exp, "--labelnum", str(labelnum), "--seed", str(seed),
              "--max_iterations", str(iterations), "--lr_step", str(lr_step),
-             "--save_every", str(scale.save_every), "--num_workers", "0", "--resume", "auto", *extra]  # fmt: skip
+             "--save_every", str(scale.save_every), "--num_workers", "0", "--resume", "auto", *extra,
+             *scale.data_flags]  # fmt: skip
+    train += [flag for name, flags in scale.method_flags if name == method for flag in flags]
     if method.startswith("uamt"):
         train += ["--rampup_epoch_iters", str(scale.rampup_epoch_iters),
                   "--consistency_rampup", str(scale.consistency_rampup)]  # fmt: skip
@@ -133,7 +149,7 @@ def run_job(exp: str, commands: list[list[str]], run: Path, kept: Path, threads:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", choices=sorted(CONFIGS), default="la_half")
-    parser.add_argument("--groups", nargs="+", default=DEFAULT_GROUPS, choices=list(GROUPS))
+    parser.add_argument("--groups", nargs="+", choices=list(GROUPS), help="default: the config's (hc18: its four)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1337, 1338, 1339])
     parser.add_argument("--model_dir", help="default: model/<config>")
     parser.add_argument("--results_dir", help="where the small results are kept (committed); default: results/<config>")
@@ -142,13 +158,14 @@ def main() -> None:
                         help="train and test in this precision; not fp32: into model/<config>_<precision> and "
                         "results/<config>_<precision>")  # fmt: skip
     parser.add_argument("--parallel", type=int, default=1, help="jobs at a time (CPU: 2 single-thread jobs)")
-    parser.add_argument("--threads", type=int, help="torch threads per job; default: the cores / --parallel")
+    parser.add_argument("--threads", type=int, help="torch threads per job; default: the CPU cores / --parallel")
     parser.add_argument("--dry_run", action="store_true", help="print the commands only")
     parser.add_argument(
         "--summary_only", action="store_true", help="train nothing: rebuild results/<config>/table.md and dice.png"
     )
     args = parser.parse_args()
     scale = CONFIGS[args.config]
+    args.groups = args.groups or CONFIG_GROUPS.get(args.config, DEFAULT_GROUPS)
     name = args.config if args.precision == "fp32" else f"{args.config}_{args.precision}"
     model_dir = args.model_dir or f"model/{name}"
     results = Path(args.results_dir or REPO / "results" / name)
@@ -183,7 +200,8 @@ def summarize(args: argparse.Namespace, results: Path, finals: dict[str, int]) -
         print(f"no results under {results} yet")
         return
     compare = [x for a, b in COMPARE if {a, b} <= set(args.groups) for x in ("--compare", a, b)]
-    gap = ["--gap", *GAP] if set(GAP) <= set(args.groups) else []
+    gap_groups = CONFIG_GAP.get(args.config, GAP)
+    gap = ["--gap", *gap_groups] if set(gap_groups) <= set(args.groups) else []
     title = f"{args.config}: Dice per test case, seeds pooled"
     command = [sys.executable, "summarize.py", *runs, *compare, *gap, "--expect", *args.groups,
                "--seeds", str(len(args.seeds)), "--out", str(results / "table.md"),

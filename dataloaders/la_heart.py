@@ -112,6 +112,20 @@ def random_rot_flip(image: np.ndarray, label: np.ndarray, rng: np.random.Generat
     return image, label
 
 
+def random_flip_columns(
+    image: np.ndarray, label: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """A left-right mirror (columns, axis 1) with probability 1/2, nothing else: for frames with an up and a down
+    (an ultrasound fan's apex at the top), which rot90 and an up-down flip would turn over."""
+    if int(rng.integers(0, 2)):
+        image, label = np.flip(image, axis=1), np.flip(label, axis=1)
+    return image, label
+
+
+# --augment: what the training transform does before the random crop.
+AUGMENTATIONS = ("rot_flip", "flip_lr", "none")
+
+
 def pad_to_patch(image: np.ndarray, label: np.ndarray, patch_size: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """Zero-pad as the UA-MT release does: if any side is not larger than the patch, every side gets
     max((patch - side) // 2 + 3, 0) voxels on both ends, so each side ends up larger than the patch."""
@@ -132,15 +146,25 @@ def random_crop(
 
 
 class TrainTransform:
-    """Random rot90 + flip, then a random crop to `patch_size` (UA-MT's RandomRotFlip, RandomCrop); 2D or 3D."""
+    """Random rot90 + flip, then a random crop to `patch_size` (UA-MT's RandomRotFlip, RandomCrop); 2D or 3D.
 
-    def __init__(self, patch_size: Sequence[int]):
+    `augment` (AUGMENTATIONS): "rot_flip" the release's rot90 + flip; "flip_lr" a left-right mirror only (axis 1);
+    "none" the crop alone.
+    """
+
+    def __init__(self, patch_size: Sequence[int], augment: str = "rot_flip"):
+        if augment not in AUGMENTATIONS:
+            raise ValueError(f"augment {augment!r}: choose one of {', '.join(AUGMENTATIONS)}")
         self.patch_size = tuple(patch_size)
+        self.augment = augment
 
     def __call__(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         if image.ndim != len(self.patch_size):  # zip would silently leave the extra axes uncropped
             raise ValueError(f"a {image.ndim}D image cannot be cropped to the {len(self.patch_size)}D patch")
-        image, label = random_rot_flip(image, label, rng)
+        if self.augment == "rot_flip":
+            image, label = random_rot_flip(image, label, rng)
+        elif self.augment == "flip_lr":
+            image, label = random_flip_columns(image, label, rng)
         return random_crop(image, label, self.patch_size, rng)
 
 

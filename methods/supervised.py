@@ -8,6 +8,7 @@ from torch import nn
 
 from methods.base import Method, StepOutput, label_grid
 from utils.losses import supervised_loss
+from utils.mean_teacher import hard_dice
 from utils.visualize import slice_grid
 
 
@@ -19,7 +20,11 @@ class Supervised(Method):
     ) -> StepOutput:
         logits = model(images)
         loss, parts = supervised_loss(logits[labeled], labels[labeled])  # L_s = (CE + Dice) / 2
-        scalars = {"loss/loss_seg": parts["loss_seg"], "loss/loss_seg_dice": parts["loss_seg_dice"]}
+        scalars = {
+            "loss/loss_seg": parts["loss_seg"],
+            "loss/loss_seg_dice": parts["loss_seg_dice"],
+            "dice/student_labelled": hard_dice(logits[labeled].detach(), labels[labeled]),  # a diagnostic
+        }
         return StepOutput(loss, scalars, lambda: first_item_images(images, labels, logits, self.args.num_classes))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from collections.abc import Callable
 from typing import ClassVar, Literal
 
@@ -22,8 +23,33 @@ from methods.base import Method, StepOutput, label_grid
 from methods.supervised import first_item_images
 from utils import ramps
 from utils.losses import supervised_loss
-from utils.mean_teacher import ema_update, uncertainty_aware_consistency
+from utils.mean_teacher import ema_update, hard_dice, side_forward, uncertainty_aware_consistency
 from utils.visualize import slice_grid
+
+LOW_FINAL_WEIGHT = 0.5  # warn when lambda(t) ends below this share of --consistency
+
+
+def short_ramp_warning(args: argparse.Namespace) -> str:
+    """A message when lambda(t) is still far from --consistency at the last iteration: the ramp is counted in
+    epochs of --rampup_epoch_iters iterations (the release's 150 x 40 = 6000), so a short run barely uses the
+    unlabelled items (e.g. 600 iterations: lambda <= 0.0014 of 0.1). Empty when the ramp fits the run."""
+    if args.consistency <= 0:
+        return ""
+    final = ramps.consistency_weight(
+        args.max_iterations - 1, args.consistency, args.consistency_rampup, args.rampup_epoch_iters
+    )
+    if final >= LOW_FINAL_WEIGHT * args.consistency:
+        return ""
+    fit = max(1, round(args.max_iterations / args.consistency_rampup)) if args.consistency_rampup else 1
+    return (
+        f"lambda(t) reaches only {final:.2g} of --consistency {args.consistency:g} at iteration {args.max_iterations}: "
+        f"the ramp takes --consistency_rampup {args.consistency_rampup:g} epochs of --rampup_epoch_iters "
+        f"{args.rampup_epoch_iters} iterations, so the unlabelled items barely count; to end the ramp with the run, "
+        f"pass --rampup_epoch_iters {fit}"
+    )
+
+
+TEACHER_DICE_EVERY = 10  # iterations between two logs of the teacher's Dice on the labelled items (one more forward)
 
 
 class UAMT(Method):
@@ -70,6 +96,9 @@ class UAMT(Method):
             raise DataError(
                 f"--mc_passes_per_forward {args.mc_passes_per_forward} must divide --mc_passes {args.mc_passes}"
             )
+        warning = short_ramp_warning(args)
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
 
     def run_name(self) -> str:
         return self.name if self.args.uncertainty_mask else f"{self.name}_nomask"
@@ -100,7 +129,14 @@ class UAMT(Method):
             "uncertainty/max": c.uncertainty.max(),
             "uncertainty/min": c.uncertainty.min(),
             "uncertainty/mask_per": c.mask.mean(),
+            # Diagnostics, no effect on training: hard Dice on the labelled items; the share of the consistency
+            # items (unlabelled for uamt_unlabel) that student and teacher call foreground.
+            "dice/student_labelled": hard_dice(logits[labeled].detach(), labels[labeled]),
+            "foreground/student": (logits[items].detach().argmax(1) > 0).float().mean(),
+            "foreground/teacher": (c.teacher_logits.argmax(1) > 0).float().mean(),
         }
+        if iteration % TEACHER_DICE_EVERY == 0:
+            scalars["dice/teacher_labelled"] = hard_dice(side_forward(self.teacher, images[labeled]), labels[labeled])
 
         def images_to_log() -> dict[str, object]:
             prediction = logits.argmax(1)

@@ -33,6 +33,7 @@ from training import distributed
 from training.checkpoint import all_finite, load_checkpoint, restore_training_state, save_atomic, training_state
 from training.cpu_memory import reuse_freed_memory
 from training.options import (
+    DEFAULT_AUGMENT,
     DEFAULT_PATCH,
     check_args,
     check_dimensions,
@@ -50,11 +51,12 @@ STATE_FILE = "state_latest.pth"  # the full training state, for --resume
 
 
 RESUME_MUST_MATCH = ("root_path", "labelnum", "batch_size", "labeled_bs", "patch_size", "seed", "num_classes",
-                     "labeled_list", "center_crop", "resize", "normalization")  # fmt: skip
+                     "labeled_list", "center_crop", "resize", "normalization", "augment")  # fmt: skip
 
 
 # Flags added after states were first saved: an older state ran with these values.
-RESUME_DEFAULTS = {"num_classes": 2, "labeled_list": "", "center_crop": None, "resize": None, "normalization": "zscore"}
+RESUME_DEFAULTS = {"num_classes": 2, "labeled_list": "", "center_crop": None, "resize": None, "normalization": "zscore",
+                   "augment": "rot_flip"}  # fmt: skip
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -178,6 +180,8 @@ def _train(
     source = open_source(args.root_path, args.num_classes, args.center_crop, args.resize, args.normalization)
     if args.patch_size is None:  # the network's dimensionality follows the data's
         args.patch_size = list(DEFAULT_PATCH[source.dimensions])
+    if getattr(args, "augment", None) is None:
+        args.augment = DEFAULT_AUGMENT[len(args.patch_size)]
     check_args(args, method_class)
     args.precision = resolve_precision(getattr(args, "precision", "fp32"), device, args.patch_size)  # to run.json
     # Lists and train-case headers first, then every voxel of the cases used as they are loaded: a data mistake
@@ -189,7 +193,7 @@ def _train(
     check_dimensions(report.shapes, dimensions, f"--patch_size {patch_text} is {dimensions}D: give one side per axis")
     labeled_ids, unlabeled_ids = split_labelled(args, source, train_ids, semi)
     used_ids = labeled_ids + unlabeled_ids if semi else labeled_ids  # the sampler's labelled indices come first
-    dataset = LAHeart(source, used_ids, TrainTransform(args.patch_size), args.num_classes)
+    dataset = LAHeart(source, used_ids, TrainTransform(args.patch_size, args.augment), args.num_classes)
     snapshot = Path(args.model_dir) / args.exp
     resume_from = resume_path(args, snapshot)
     state = load_checkpoint(resume_from) if resume_from else None

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from dataloaders.la_heart import DataError
+from dataloaders.la_heart import AUGMENTATIONS, DataError
 from dataloaders.sources import NORMALIZATIONS, Source
 from methods.base import Method
 from networks.vnet import SIDE_MULTIPLE
@@ -18,6 +18,8 @@ from utils.threads import add_threads_flag
 
 # --patch_size when none is given: the paper's for volumes, a common 2D training size for images.
 DEFAULT_PATCH = {3: [112, 112, 80], 2: [256, 256]}
+# --augment when none is given: the release's rot90 + flip for volumes; see README ("2D") for images.
+DEFAULT_AUGMENT = {3: "rot_flip", 2: "rot_flip"}
 
 
 def default_device() -> str:
@@ -47,6 +49,14 @@ def training_parser(description: str, exp: str, method: type[Method]) -> argpars
     p.add_argument("--seed", type=int, default=1337, help="seeds the weights, the batches and the augmentations")
     p.add_argument("--deterministic", type=int, default=1, help="1: seeded, cudnn deterministic; 0: cudnn.benchmark")
     add_data_flags(p, from_run=False)
+    p.add_argument(
+        "--augment",
+        choices=AUGMENTATIONS,
+        default=None,
+        help="training augmentation before the random crop: rot_flip (rot90 + flip, the release's), flip_lr (a "
+        "left-right mirror only, for frames with an up and a down), none; default: "
+        + ", ".join(f"{v} for {d}D" for d, v in sorted(DEFAULT_AUGMENT.items(), reverse=True)),
+    )
     p.add_argument("--num_classes", type=int, default=2, help="K: classes of the label maps, background included")
     p.add_argument("--save_every", type=int, default=1000, help="checkpoint every N iterations (and at the end)")
     p.add_argument("--device", default=default_device(), help=DEVICE_HELP)

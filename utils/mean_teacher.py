@@ -85,3 +85,29 @@ def uncertainty_aware_consistency(
     mask = (uncertainty < threshold).float() if math.isfinite(threshold) else torch.ones_like(uncertainty)
     loss = masked_consistency(softmax_squared_error(student_logits, teacher_logits), mask)
     return ConsistencyResult(loss, uncertainty, mask, teacher_logits)
+
+
+def hard_dice(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Dice of the argmax against `labels`, pooled over the items, averaged over the foreground classes 1..C-1
+    (a class absent from both counts 1)."""
+    prediction = logits.argmax(1)
+    scores = []
+    for c in range(1, logits.shape[1]):
+        p, g = prediction == c, labels == c
+        total = p.sum() + g.sum()
+        scores.append(2.0 * (p & g).sum() / total if total else torch.ones((), device=logits.device))
+    return torch.stack(scores).float().mean()
+
+
+@torch.no_grad()
+def side_forward(network: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """The network's logits on `inputs` as training runs it (dropout on, batch statistics), leaving no trace: the
+    random draws come from a forked generator and the BatchNorm running statistics are restored, so training
+    continues exactly as without the call (a diagnostic, e.g. the teacher's Dice on the labelled items)."""
+    buffers = {name: b.clone() for name, b in network.named_buffers()}
+    devices = [inputs.device] if inputs.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        logits = network(inputs)
+    for name, b in network.named_buffers():
+        b.copy_(buffers[name])
+    return logits
