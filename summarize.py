@@ -34,8 +34,9 @@ def summarize(args: argparse.Namespace) -> str:
         low, semi, high = args.gap
         share = gap_closed(groups, low, semi, high, args.metric)
         text += f"\n\n`{semi}` closes {100 * share:.1f} % of the {args.metric} gap from `{low}` to `{high}`."
-    if args.figure:
-        strip_plot(groups, args.figure, args.metric, args.title)
+    if args.figure:  # in the table's order
+        ordered = {g: groups[g] for g in (args.expect or []) if g in groups} | groups
+        strip_plot(ordered, args.figure, args.metric, args.title)
     print(text)
     if args.out:
         Path(args.out).write_text(text + "\n")
