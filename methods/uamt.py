@@ -66,6 +66,9 @@ class UAMT(Method):
         for p in self.teacher.parameters():
             p.requires_grad_(False)
         self.teacher.train()  # dropout on and BatchNorm batch statistics, as the release runs it
+        warning = short_ramp_warning(args)  # here, after the data checks: a data mistake stays a one-line error
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
 
     @staticmethod
     def add_flags(p: argparse.ArgumentParser) -> None:
@@ -96,9 +99,6 @@ class UAMT(Method):
             raise DataError(
                 f"--mc_passes_per_forward {args.mc_passes_per_forward} must divide --mc_passes {args.mc_passes}"
             )
-        warning = short_ramp_warning(args)
-        if warning:
-            print(f"warning: {warning}", file=sys.stderr)
 
     def run_name(self) -> str:
         return self.name if self.args.uncertainty_mask else f"{self.name}_nomask"
