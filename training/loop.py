@@ -180,9 +180,9 @@ def _train(
     source = open_source(args.root_path, args.num_classes, args.center_crop, args.resize, args.normalization)
     if args.patch_size is None:  # the network's dimensionality follows the data's
         args.patch_size = list(DEFAULT_PATCH[source.dimensions])
+    check_args(args, method_class)
     if getattr(args, "augment", None) is None:
         args.augment = DEFAULT_AUGMENT[len(args.patch_size)]
-    check_args(args, method_class)
     args.precision = resolve_precision(getattr(args, "precision", "fp32"), device, args.patch_size)  # to run.json
     # Lists and train-case headers first, then every voxel of the cases used as they are loaded: a data mistake
     # stops the run before it writes anything.
