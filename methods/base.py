@@ -73,6 +73,15 @@ class Method:
         """After the optimiser step of iteration t (e.g. the teacher's EMA update)."""
 
 
+def frozen_teacher(new_network: Callable[[], nn.Module]) -> nn.Module:
+    """A network that only the EMA updates (no gradients), run in training mode (dropout on, BatchNorm batch
+    statistics), as the UA-MT and BCP releases run their teachers."""
+    teacher = new_network()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher.train()
+
+
 def label_grid(labels: torch.Tensor, num_classes: int) -> np.ndarray:
     """A label map's slices with the last class white."""
     return slice_grid(labels, False, num_classes - 1)

@@ -26,7 +26,7 @@ from scipy import ndimage
 from torch import nn
 
 from dataloaders.la_heart import DataError
-from methods.base import Method, StepOutput, label_grid
+from methods.base import Method, StepOutput, frozen_teacher, label_grid
 from utils import ramps
 from utils.mean_teacher import ema_average
 from utils.visualize import slice_grid
@@ -105,10 +105,8 @@ class BCP(Method):
 
     def __init__(self, args: argparse.Namespace, new_network: Callable[[], nn.Module]):
         super().__init__(args, new_network)
-        self.teacher = new_network()  # replaced by the student's weights when stage 2 starts
-        for p in self.teacher.parameters():
-            p.requires_grad_(False)
-        self.teacher.train()  # the release's ema_model.train(): pseudo-labels with dropout and batch statistics
+        # Replaced by the student's weights when stage 2 starts; training mode as the release's ema_model.train().
+        self.teacher = frozen_teacher(new_network)
 
     @staticmethod
     def add_flags(p: argparse.ArgumentParser) -> None:

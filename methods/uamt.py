@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from dataloaders.la_heart import DataError
-from methods.base import Method, StepOutput, label_grid
+from methods.base import Method, StepOutput, frozen_teacher, label_grid
 from methods.supervised import first_item_images
 from utils import ramps
 from utils.losses import supervised_loss
@@ -62,10 +62,7 @@ class UAMT(Method):
     def __init__(self, args: argparse.Namespace, new_network: Callable[[], nn.Module]):
         super().__init__(args, new_network)
         # A separately initialised network, as in the release; the first EMA update (alpha = 0) copies the student.
-        self.teacher = new_network()
-        for p in self.teacher.parameters():
-            p.requires_grad_(False)
-        self.teacher.train()  # dropout on and BatchNorm batch statistics, as the release runs it
+        self.teacher = frozen_teacher(new_network)
         warning = short_ramp_warning(args)  # here, after the data checks: a data mistake stays a one-line error
         if warning:
             print(f"warning: {warning}", file=sys.stderr)
