@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from collections.abc import Callable
 from typing import ClassVar, Literal
@@ -89,6 +90,13 @@ class UAMT(Method):
             choices=[0, 1],
             help="1: consistency only where U < H(t) (UA-MT); 0: on every voxel, H = inf (the mean-teacher ablation)",
         )
+        p.add_argument(
+            "--student_batchnorm",
+            choices=["joint", "split"],
+            default="joint",
+            help="joint: one student forward of the whole batch, BatchNorm statistics over labelled and unlabelled "
+            "items (the release); split: labelled and unlabelled items as two forwards, each with its own statistics",
+        )
 
     @staticmethod
     def check_args(args: argparse.Namespace) -> None:
@@ -96,6 +104,8 @@ class UAMT(Method):
             raise DataError(
                 f"--mc_passes_per_forward {args.mc_passes_per_forward} must divide --mc_passes {args.mc_passes}"
             )
+        if args.student_batchnorm == "split" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise DataError("--student_batchnorm split is single-process only (two forwards per DDP step are untested)")
 
     def run_name(self) -> str:
         return self.name if self.args.uncertainty_mask else f"{self.name}_nomask"
@@ -104,7 +114,10 @@ class UAMT(Method):
         self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, labeled: slice, iteration: int
     ) -> StepOutput:
         a = self.args
-        logits = model(images)
+        if a.student_batchnorm == "split":  # the labelled items normalised by their own batch statistics
+            logits = torch.cat([model(images[labeled]), model(images[labeled.stop :])])
+        else:
+            logits = model(images)
         loss_s, parts = supervised_loss(logits[labeled], labels[labeled])  # L_s on the labelled items
         weight = ramps.consistency_weight(iteration, a.consistency, a.consistency_rampup, a.rampup_epoch_iters)
         threshold = (

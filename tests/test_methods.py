@@ -19,7 +19,7 @@ from method_digest import RUNS, digest, environment, synthetic_root, train_and_d
 import methods.bcp as bcp
 import training.loop as training
 from dataloaders.la_heart import DataError
-from methods import BCP
+from methods import BCP, UAMTUnlabel
 
 STORED = json.loads((Path(__file__).parent / "data" / "method_digests.json").read_text())
 
@@ -279,3 +279,31 @@ def test_train_bcp_script_then_test(synthetic_root, tmp_path):
     bad = subprocess.run([sys.executable, str(REPO / "train_bcp.py"), *common, "--labeled_bs", "3"],
                          capture_output=True, text=True, timeout=600)  # fmt: skip
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("batchnorm", ["joint", "split"])
+def test_uamt_student_batchnorm_joint_or_split(batchnorm, monkeypatch):
+    """split: the labelled items' logits are those of a forward of the labelled items alone (BatchNorm statistics of
+    those items only); joint (the release): those of one forward of the whole batch."""
+    import methods.uamt as uamt
+
+    args = training.training_parser("", "x", UAMTUnlabel).parse_args(["--student_batchnorm", batchnorm])
+    torch.manual_seed(0)
+
+    def network():
+        return torch.nn.Sequential(torch.nn.Conv3d(1, 2, 1), torch.nn.BatchNorm3d(2))
+
+    student = network()
+    images = torch.randn(4, 1, 4, 4, 4)
+    images[2:] += 3.0  # unlabelled items with other statistics: joint and split normalise differently
+    labels = torch.randint(0, 2, (4, 4, 4, 4))
+    seen = []
+    real = uamt.supervised_loss
+    monkeypatch.setattr(uamt, "supervised_loss", lambda logits, y: (seen.append(logits.detach()), real(logits, y))[1])
+    uamt.UAMTUnlabel(args, network).step(student, images, labels, slice(0, 2), iteration=0)
+    alone, whole = network(), network()
+    alone.load_state_dict(student.state_dict()), whole.load_state_dict(student.state_dict())
+    expected = alone(images[:2]) if batchnorm == "split" else whole(images)[:2]
+    other = whole(images)[:2] if batchnorm == "split" else alone(images[:2])
+    assert torch.allclose(seen[0], expected.detach(), atol=1e-6)
+    assert not torch.allclose(seen[0], other.detach(), atol=1e-3)
