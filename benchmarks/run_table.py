@@ -24,7 +24,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = {"supervised": "train_supervised.py", "uamt": "train_uamt.py", "uamt_unlabel": "train_uamt_unlabel.py",
-           "bcp": "train_bcp.py"}  # fmt: skip
+           "bcp": "train_bcp.py", "bcp_equal_work": "train_bcp.py"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,8 @@ class Scale:
     save_every: int
     # BCP: (stage 1 iterations, stage 2 iterations, batch size, labelled per batch, lr step of stage 2).
     bcp: tuple[int, int, int, int, int]
+    # The same for BCP given UA-MT-unlabel's work per run (FLOPs, benchmarks/work.py); None: no such row.
+    bcp_equal_work: tuple[int, int, int, int, int] | None = None
     data_flags: tuple[str, ...] = ()  # e.g. 2D --resize, given to every training script (test reads run.json)
     method_flags: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (method, flags): given to that method's runs only
 
@@ -51,8 +53,11 @@ CONFIGS = {
     # The LA-half arena (prepare_la_half.py; volumes ~97x71x44), sized for 2 CPU cores (RESULTS.md): a 48x48x32
     # patch, 1200 iterations, lr x0.1 every 500, lambda(t) ramped over 8 epochs of 150 iterations (0.1 at the end),
     # test windows at the reference's density on the half grid (stride 9 in x, y, 2 in z). BCP: 400 pre-training
-    # iterations, then the other rows' 1200 at their batch (2 + 2) and lr schedule.
-    "la_half": Scale("data/LA_half", (48, 48, 32), 1200, 500, 150, 8, 9, 2, 200, (400, 1200, 4, 2, 500)),
+    # iterations, then the other rows' 1200 at their batch (2 + 2) and lr schedule. BCP at equal work: a UA-MT-unlabel
+    # iteration is 30 forward-equivalents (177 GFLOP at this patch), BCP's 6 (stage 1) and 8 (stage 2), so 1200 + 3600
+    # iterations do UA-MT's 1200 x 30 (stage 1 a quarter, as above; the lr step scaled with stage 2: 1500).
+    "la_half": Scale("data/LA_half", (48, 48, 32), 1200, 500, 150, 8, 9, 2, 200, (400, 1200, 4, 2, 500),
+                     bcp_equal_work=(1200, 3600, 4, 2, 1500)),  # fmt: skip
     # HC18 fetal-head ultrasound frames (2D, ~540x800, train.list 160 / test.list 40), sized for 2 CPU cores
     # (RESULTS.md, "HC18"): every frame resized to 128x192 (its 2:3 aspect) and trained whole (patch = frame), 600
     # iterations, lr x0.1 every 250 (the release's 2500 of 6000), the release's rot90 + flip; UA-MT: lambda(t)
@@ -76,14 +81,17 @@ GROUPS = {
     "bcp:16": ("bcp", 16, []),
     "uamt:16": ("uamt", 16, []),
     "supervised:160": ("supervised", 160, []),  # HC18: every train frame labelled
+    "bcp_equal_work:8": ("bcp_equal_work", 8, ["--variant", "equal_work"]),  # BCP with UA-MT's work (la_half)
 }
 DEFAULT_GROUPS = list(GROUPS)[:8]
-CONFIG_GROUPS = {"hc18": ["supervised:160", "uamt_unlabel:16", "supervised:16", "bcp:16"]}  # else DEFAULT_GROUPS
+CONFIG_GROUPS = {"hc18": ["supervised:160", "uamt_unlabel:16", "supervised:16", "bcp:16"],
+                 "la_half": [*DEFAULT_GROUPS, "bcp_equal_work:8"]}  # else DEFAULT_GROUPS  # fmt: skip
 # The paired tests of the table: (A, B) for each that has both groups.
 COMPARE = [("uamt_unlabel:8", "supervised:8"), ("uamt_unlabel:16", "supervised:16"),
            ("uamt_unlabel:16", "uamt_unlabel_nomask:16"), ("supervised:80", "supervised:16"),
            ("bcp:8", "uamt_unlabel:8"), ("bcp:8", "supervised:8"), ("bcp:16", "uamt_unlabel:16"),
-           ("bcp:16", "supervised:16"), ("supervised:160", "supervised:16")]  # fmt: skip
+           ("bcp:16", "supervised:16"), ("supervised:160", "supervised:16"),
+           ("bcp_equal_work:8", "uamt_unlabel:8"), ("bcp_equal_work:8", "bcp:8")]  # fmt: skip
 GAP = ("supervised:16", "uamt_unlabel:16", "supervised:80")  # the share of the 16 -> 80 gap that UA-MT closes
 CONFIG_GAP = {"hc18": ("supervised:16", "uamt_unlabel:16", "supervised:160")}  # else GAP
 KEPT = ("run.json", "test_iter_{final}/test.json", "test_iter_{final}/metrics.csv")  # what results/ keeps of a run
@@ -95,8 +103,11 @@ def job_commands(
     """The run's name, its train and test commands, and its final iteration."""
     method, labelnum, extra = GROUPS[group]
     iterations, lr_step = scale.iterations, scale.lr_step
-    if method == "bcp":
-        pre, stage_2, batch, labeled_bs, lr_step = scale.bcp
+    if method.startswith("bcp"):
+        schedule = scale.bcp if method == "bcp" else scale.bcp_equal_work
+        if schedule is None:
+            raise SystemExit(f"error: --groups {group}: this config has no schedule for it (la_half has)")
+        pre, stage_2, batch, labeled_bs, lr_step = schedule
         iterations = pre + stage_2
         extra = [*extra, "--pre_iterations", str(pre), "--batch_size", str(batch), "--labeled_bs", str(labeled_bs)]
     exp = f"{group.replace(':', '_')}_seed{seed}"

@@ -31,6 +31,8 @@ METHOD_NAMES = {
     "uamt_nomask": "MT (mask off), all items",
     "uamt_unlabel_nomask": "MT (mask off), unlabelled items",
     "bcp": "BCP (bidirectional copy-paste)",
+    "bcp_equal_work": "BCP, UA-MT's work per run",
+    "uamt_unlabel_bnsplit": "UA-MT, unlabelled items, split BatchNorm",
 }
 
 

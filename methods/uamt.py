@@ -108,7 +108,8 @@ class UAMT(Method):
             raise DataError("--student_batchnorm split is single-process only (two forwards per DDP step are untested)")
 
     def run_name(self) -> str:
-        return self.name if self.args.uncertainty_mask else f"{self.name}_nomask"
+        mask = "" if self.args.uncertainty_mask else "_nomask"
+        return f"{self.name}{mask}" + ("_bnsplit" if self.args.student_batchnorm == "split" else "")
 
     def step(
         self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, labeled: slice, iteration: int

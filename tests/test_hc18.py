@@ -121,6 +121,19 @@ def test_hc18_table_commands():
             assert "--resize" not in command and "--augment" not in command
 
 
+def test_bcp_equal_work_row_does_uamt_work():
+    """la_half's BCP row at UA-MT-unlabel's work in forward-equivalents (RESULTS.md's count: a BCP stage-1 iteration
+    6, stage 2 8, UA-MT-unlabel 30), its runs named apart from bcp:8's; configs without the schedule refuse it."""
+    exp, (train, _), final = run_table.job_commands("bcp_equal_work:8", 1337, run_table.CONFIGS["la_half"], "m", "cpu")
+    text = " ".join(train)
+    assert exp == "bcp_equal_work_8_seed1337" and train[1] == "train_bcp.py" and "--variant equal_work" in text
+    pre = int(train[train.index("--pre_iterations") + 1])
+    assert final == 4800 and "--max_iterations 4800" in text
+    assert pre * 6 + (final - pre) * 8 == 1200 * 30
+    with pytest.raises(SystemExit, match="no schedule"):
+        run_table.job_commands("bcp_equal_work:8", 1337, run_table.CONFIGS["paper"], "m", "cpu")
+
+
 def test_short_ramp_warning_names_the_fitting_epoch_length():
     import argparse
 

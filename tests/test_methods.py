@@ -221,6 +221,7 @@ FLAGS = ["--patch_size", *SMALL_PATCH, "--device", "cpu", *BATCH, *SCHEDULE]
 def test_teacher_of_stage_two_is_the_ema_of_stage_ones_final_student(synthetic_root, tmp_path):
     args = training.training_parser("", "bcp", BCP).parse_args(
         ["--root_path", str(synthetic_root), "--model_dir", str(tmp_path), *FLAGS, "--max_iterations", "3"]
+        + ["--variant", "equal_work"]
     )
     run = training.train(args, BCP)
     w2, w3 = (torch.load(run / f"iter_{i}.pth", weights_only=True) for i in (2, 3))
@@ -229,7 +230,7 @@ def test_teacher_of_stage_two_is_the_ema_of_stage_ones_final_student(synthetic_r
     assert len(parameters) > 50
     for name in parameters:  # BatchNorm buffers are the teacher's own; the parameters are the EMA's
         assert torch.allclose(teacher[name], 0.99 * w2[name] + 0.01 * w3[name], atol=1e-6), name
-    assert json.loads((run / "run.json").read_text())["method"] == "bcp"
+    assert json.loads((run / "run.json").read_text())["method"] == "bcp_equal_work"  # --variant: its own group
 
 
 def test_resume_across_the_stage_boundary_ends_bit_identical(synthetic_root, tmp_path, monkeypatch):

@@ -341,7 +341,14 @@ def _train(
                 if iteration >= args.max_iterations:
                     break
     if main:
-        write_run_info(snapshot, args, method.run_name(), len(used_ids) - args.labelnum, elapsed_s(), ranks.world_size)
+        write_run_info(
+            snapshot,
+            args,
+            method.run_name() + (f"_{args.variant}" if args.variant else ""),
+            len(used_ids) - args.labelnum,
+            elapsed_s(),
+            ranks.world_size,
+        )
         print(f"checkpoints in {snapshot}/, TensorBoard logs: tensorboard --logdir {snapshot / 'log'}")
     return snapshot
 

@@ -39,6 +39,12 @@ def training_parser(description: str, exp: str, method: type[Method]) -> argpars
     )
     p.add_argument("--exp", default=exp, help="run name: writes to <model_dir>/<exp>/")
     p.add_argument("--model_dir", default="model", help="folder of runs")
+    p.add_argument(
+        "--variant",
+        default="",
+        help="a name for a variant of the method (e.g. another schedule): run.json's method becomes "
+        "<method>_<variant>, so results tables keep its runs apart from the method's",
+    )
     p.add_argument("--max_iterations", type=int, default=6000, help="training iterations (batches)")
     p.add_argument("--batch_size", type=int, default=4, help="items per batch")
     if semi_supervised:
