@@ -121,6 +121,21 @@ def test_hc18_table_commands():
             assert "--resize" not in command and "--augment" not in command
 
 
+def test_hc18_labels_every_tenth_frame_of_train_list():
+    """The 16-label rows label every 10th ID of train.list (HC18's IDs are ordered by head size: the first 16 would
+    be small heads only); the all-labelled row takes no list."""
+    scale = run_table.CONFIGS["hc18"]
+    for group in ("supervised:16", "uamt_unlabel:16", "uamt_unlabel_bnsplit:16", "bcp:16"):
+        train = run_table.job_commands(group, 1337, scale, "m", "cpu")[1][0]
+        assert train[train.index("--labeled_list") + 1] == "benchmarks/hc18_labelled_16.list", group
+    assert "--labeled_list" not in run_table.job_commands("supervised:160", 1337, scale, "m", "cpu")[1][0]
+    labelled = (REPO / "benchmarks" / "hc18_labelled_16.list").read_text().split()
+    train_list = REPO.parent / "shared" / "data" / "HC18" / "train.list"
+    if not train_list.is_file():
+        pytest.skip("HC18 not at ../shared/data/HC18")
+    assert labelled == train_list.read_text().split()[::10]
+
+
 def test_bcp_equal_work_row_does_uamt_work():
     """la_half's BCP row at UA-MT-unlabel's work in forward-equivalents (RESULTS.md's count: a BCP stage-1 iteration
     6, stage 2 8, UA-MT-unlabel 30), its runs named apart from bcp:8's; configs without the schedule refuse it."""
