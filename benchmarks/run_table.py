@@ -96,7 +96,7 @@ COMPARE = [("uamt_unlabel:8", "supervised:8"), ("uamt_unlabel:16", "supervised:1
            ("uamt_unlabel:16", "uamt_unlabel_nomask:16"), ("supervised:80", "supervised:16"),
            ("bcp:8", "uamt_unlabel:8"), ("bcp:8", "supervised:8"), ("bcp:16", "uamt_unlabel:16"),
            ("bcp:16", "supervised:16"), ("supervised:160", "supervised:16"),
-           ("bcp_equal_work:8", "uamt_unlabel:8"), ("bcp_equal_work:8", "bcp:8"),
+           ("bcp_equal_work:8", "uamt_unlabel:8"), ("bcp_equal_work:8", "supervised:8"), ("bcp_equal_work:8", "bcp:8"),
            ("uamt_unlabel_bnsplit:16", "supervised:16"), ("uamt_unlabel_bnsplit:16", "uamt_unlabel:16")]  # fmt: skip
 GAP = ("supervised:16", "uamt_unlabel:16", "supervised:80")  # the share of the 16 -> 80 gap that UA-MT closes
 CONFIG_GAP = {"hc18": ("supervised:16", "uamt_unlabel:16", "supervised:160")}  # else GAP
