@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from collections.abc import Callable
 from typing import ClassVar, Literal
@@ -22,6 +21,7 @@ from torch import nn
 from dataloaders.la_heart import DataError
 from methods.base import Method, StepOutput, frozen_teacher, label_grid
 from methods.supervised import first_item_images
+from training.distributed import requested_world_size
 from utils import ramps
 from utils.losses import supervised_loss
 from utils.mean_teacher import ema_update, hard_dice, side_forward, uncertainty_aware_consistency
@@ -104,7 +104,7 @@ class UAMT(Method):
             raise DataError(
                 f"--mc_passes_per_forward {args.mc_passes_per_forward} must divide --mc_passes {args.mc_passes}"
             )
-        if args.student_batchnorm == "split" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if args.student_batchnorm == "split" and requested_world_size() > 1:
             raise DataError("--student_batchnorm split is single-process only (two forwards per DDP step are untested)")
 
     def run_name(self) -> str:

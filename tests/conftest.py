@@ -7,6 +7,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 # CI lays the shared data beside the clone; users won't have it and those tests skip.
 SHARED_LA = REPO.parent / "shared" / "data" / "LA"
+SHARED_HC18 = REPO.parent / "shared" / "data" / "HC18"
 
 from dataloaders.synthetic import make_synthetic_la  # noqa: E402
 

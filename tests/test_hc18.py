@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, SHARED_HC18
 
 import training.loop as training
 from dataloaders.la_heart import TrainTransform, random_rot_flip
@@ -130,7 +130,7 @@ def test_hc18_labels_every_tenth_frame_of_train_list():
         assert train[train.index("--labeled_list") + 1] == "benchmarks/hc18_labelled_16.list", group
     assert "--labeled_list" not in run_table.job_commands("supervised:160", 1337, scale, "m", "cpu")[1][0]
     labelled = (REPO / "benchmarks" / "hc18_labelled_16.list").read_text().split()
-    train_list = REPO.parent / "shared" / "data" / "HC18" / "train.list"
+    train_list = SHARED_HC18 / "train.list"
     if not train_list.is_file():
         pytest.skip("HC18 not at ../shared/data/HC18")
     assert labelled == train_list.read_text().split()[::10]

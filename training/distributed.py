@@ -25,9 +25,14 @@ class Ranks:
         return self.rank == 0
 
 
+def requested_world_size() -> int:
+    """The processes torchrun started (1 without torchrun); readable before the process group exists."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def start(device: str) -> tuple[Ranks, torch.device]:
     """Join the torchrun process group (nccl on GPUs, gloo on CPU) and pick this rank's device."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    world_size = requested_world_size()
     if world_size == 1:
         return Ranks(), torch.device(device)
     rank, local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
