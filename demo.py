@@ -12,7 +12,7 @@ from methods import UAMTUnlabel
 from training.loop import train
 from training.options import training_parser
 from utils.cli import DEVICE_HELP, Parser, run_guarded
-from utils.threads import add_threads_flag, set_threads
+from utils.threads import add_threads_flag
 
 SYNTHETIC_ROOT = Path("data/synthetic_LA")
 
@@ -44,7 +44,7 @@ def main() -> None:
     test_args = testing_parser().parse_args(
         [*common, "--model", "demo_UAMT_unlabel", "--iteration", str(n), "--stride_xy", "16", "--stride_z", "8"]
     )
-    run_guarded(lambda: (set_threads(args.threads), train(train_args, UAMTUnlabel), evaluate(test_args)))
+    run_guarded(lambda: (train(train_args, UAMTUnlabel), evaluate(test_args)), threads=args.threads)
     run = Path(train_args.model_dir) / train_args.exp
     print(f"\nTensorBoard: tensorboard --logdir {run / 'log'}\nPredictions and metrics.csv: {run / f'test_iter_{n}'}/")
     # The same checkpoint on the test cases as new data: predictions, uncertainty maps, overlays (README).

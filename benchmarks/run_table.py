@@ -21,10 +21,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = {"supervised": "train_supervised.py", "uamt": "train_uamt.py", "uamt_unlabel": "train_uamt_unlabel.py",
-           "bcp": "train_bcp.py", "bcp_equal_work": "train_bcp.py"}  # fmt: skip
+           "bcp": "train_bcp.py"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -40,13 +41,15 @@ class Scale:
     save_every: int
     # BCP: (stage 1 iterations, stage 2 iterations, batch size, labelled per batch, lr step of stage 2).
     bcp: tuple[int, int, int, int, int]
-    # The same for BCP given UA-MT-unlabel's work per run (FLOPs, benchmarks/work.py); None: no such row.
-    bcp_equal_work: tuple[int, int, int, int, int] | None = None
+    # (--variant, schedule): BCP's other schedules, e.g. "equal_work": UA-MT-unlabel's work per run (FLOPs,
+    # benchmarks/work.py).
+    bcp_variants: tuple[tuple[str, tuple[int, int, int, int, int]], ...] = ()
     data_flags: tuple[str, ...] = ()  # e.g. 2D --resize, given to every training script (test reads run.json)
     method_flags: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (method, flags): given to that method's runs only
     labeled_lists: tuple[tuple[int, str], ...] = ()  # (labelled count, --labeled_list file): instead of the first N
 
 
+# fmt: off
 CONFIGS = {
     # The paper: full resolution, 6000 iterations, windows at stride 18/4.
     # BCP as its release runs LA: 2000 + 15000 iterations at batch 4 + 4.
@@ -57,8 +60,10 @@ CONFIGS = {
     # iterations, then the other rows' 1200 at their batch (2 + 2) and lr schedule. BCP at equal work: a UA-MT-unlabel
     # iteration is 30 forward-equivalents (177 GFLOP at this patch), BCP's 6 (stage 1) and 8 (stage 2), so 1200 + 3600
     # iterations do UA-MT's 1200 x 30 (stage 1 a quarter, as above; the lr step scaled with stage 2: 1500).
-    "la_half": Scale("data/LA_half", (48, 48, 32), 1200, 500, 150, 8, 9, 2, 200, (400, 1200, 4, 2, 500),
-                     bcp_equal_work=(1200, 3600, 4, 2, 1500)),  # fmt: skip
+    "la_half": Scale(
+        "data/LA_half", (48, 48, 32), 1200, 500, 150, 8, 9, 2, 200, (400, 1200, 4, 2, 500),
+        bcp_variants=(("equal_work", (1200, 3600, 4, 2, 1500)),),
+    ),
     # HC18 fetal-head ultrasound frames (2D, ~540x800, train.list 160 / test.list 40), sized for 2 CPU cores
     # (RESULTS.md, "HC18"): every frame resized to 128x192 (its 2:3 aspect) and trained whole (patch = frame), 600
     # iterations, lr x0.1 every 250 (the release's 2500 of 6000), the release's rot90 + flip; UA-MT: lambda(t)
@@ -66,27 +71,39 @@ CONFIGS = {
     # a batch (the supervised batch's 4 labelled, plus unlabelled ones); BCP: 4 = 2 + 2 items, 200 copy-paste
     # iterations, then 400 of self-training. One test window per frame. The 16 labelled frames are every 10th ID of
     # train.list, not the first 16: HC18's IDs run from small heads to large ones (RESULTS.md, "HC18").
-    "hc18": Scale("data/HC18", (128, 192), 600, 250, 15, 40, 32, 4, 200, (200, 400, 4, 2, 250),
-                  data_flags=("--resize", "128", "192"),
-                  method_flags=(("uamt_unlabel", ("--batch_size", "6", "--labeled_bs", "4")),),
-                  labeled_lists=((16, "benchmarks/hc18_labelled_16.list"),)),  # fmt: skip
+    "hc18": Scale(
+        "data/HC18", (128, 192), 600, 250, 15, 40, 32, 4, 200, (200, 400, 4, 2, 250),
+        data_flags=("--resize", "128", "192"),
+        method_flags=(("uamt_unlabel", ("--batch_size", "6", "--labeled_bs", "4")),),
+        labeled_lists=((16, "benchmarks/hc18_labelled_16.list"),),
+    ),
 }
-# group -> (method, --labelnum, extra flags). Order = run order within a seed: the floor (supervised:80) first, long
-# UA-MT jobs beside short supervised ones.
+# fmt: on
+
+
+class Group(NamedTuple):
+    method: str
+    labelnum: int
+    flags: tuple[str, ...] = ()
+    variant: str | None = None  # --variant: run.json's method is <method>_<variant>, a group of its own
+
+
+# group -> its runs' method, --labelnum, flags, variant. Order = run order within a seed: the floor (supervised:80)
+# first, long UA-MT jobs beside short supervised ones.
 GROUPS = {
-    "supervised:80": ("supervised", 80, []),
-    "uamt_unlabel:16": ("uamt_unlabel", 16, []),
-    "supervised:16": ("supervised", 16, []),
-    "uamt_unlabel:8": ("uamt_unlabel", 8, []),
-    "supervised:8": ("supervised", 8, []),
-    "uamt_unlabel_nomask:16": ("uamt_unlabel", 16, ["--uncertainty_mask", "0"]),
-    "bcp:8": ("bcp", 8, []),
-    "bcp:16": ("bcp", 16, []),
-    "uamt:16": ("uamt", 16, []),
-    "supervised:160": ("supervised", 160, []),  # HC18: every train frame labelled
-    "bcp_equal_work:8": ("bcp_equal_work", 8, ["--variant", "equal_work"]),  # BCP with UA-MT's work (la_half)
+    "supervised:80": Group("supervised", 80),
+    "uamt_unlabel:16": Group("uamt_unlabel", 16),
+    "supervised:16": Group("supervised", 16),
+    "uamt_unlabel:8": Group("uamt_unlabel", 8),
+    "supervised:8": Group("supervised", 8),
+    "uamt_unlabel_nomask:16": Group("uamt_unlabel", 16, ("--uncertainty_mask", "0")),
+    "bcp:8": Group("bcp", 8),
+    "bcp:16": Group("bcp", 16),
+    "uamt:16": Group("uamt", 16),
+    "supervised:160": Group("supervised", 160),  # HC18: every train frame labelled
+    "bcp_equal_work:8": Group("bcp", 8, variant="equal_work"),  # BCP with UA-MT's work (la_half)
     # UA-MT-unlabel with the labelled items' own BatchNorm statistics (HC18: issue 13's cause)
-    "uamt_unlabel_bnsplit:16": ("uamt_unlabel", 16, ["--student_batchnorm", "split"]),
+    "uamt_unlabel_bnsplit:16": Group("uamt_unlabel", 16, ("--student_batchnorm", "split")),
 }
 DEFAULT_GROUPS = list(GROUPS)[:8]
 CONFIG_GROUPS = {"hc18": ["supervised:160", "uamt_unlabel:16", "supervised:16", "bcp:16", "uamt_unlabel_bnsplit:16"],
@@ -107,10 +124,11 @@ def job_commands(
     group: str, seed: int, scale: Scale, model_dir: str, device: str, precision: str = "fp32"
 ) -> tuple[str, list[list[str]], int]:
     """The run's name, its train and test commands, and its final iteration."""
-    method, labelnum, extra = GROUPS[group]
+    method, labelnum, flags, variant = GROUPS[group]
+    extra = [*flags, *(["--variant", variant] if variant else [])]
     iterations, lr_step = scale.iterations, scale.lr_step
-    if method.startswith("bcp"):
-        schedule = scale.bcp if method == "bcp" else scale.bcp_equal_work
+    if method == "bcp":
+        schedule = scale.bcp if variant is None else dict(scale.bcp_variants).get(variant)
         if schedule is None:
             raise SystemExit(f"error: --groups {group}: this config has no schedule for it (la_half has)")
         pre, stage_2, batch, labeled_bs, lr_step = schedule
@@ -167,7 +185,7 @@ def run_job(exp: str, commands: list[list[str]], run: Path, kept: Path, threads:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", choices=sorted(CONFIGS), default="la_half")
-    parser.add_argument("--groups", nargs="+", choices=list(GROUPS), help="default: the config's (hc18: its four)")
+    parser.add_argument("--groups", nargs="+", choices=list(GROUPS), help="default: the config's (CONFIG_GROUPS)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1337, 1338, 1339])
     parser.add_argument("--model_dir", help="default: model/<config>")
     parser.add_argument("--results_dir", help="where the small results are kept (committed); default: results/<config>")

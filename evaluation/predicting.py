@@ -21,7 +21,7 @@ from training.cpu_memory import reuse_freed_memory
 from training.options import DEFAULT_PATCH, add_data_flags, check_dimensions, default_device
 from utils.cli import DEVICE_HELP, Parser, check_device, run_guarded
 from utils.precision import add_precision_flag, autocast, resolve_precision
-from utils.threads import add_threads_flag, set_threads
+from utils.threads import add_threads_flag
 
 
 def predicting_parser() -> argparse.ArgumentParser:
@@ -117,8 +117,4 @@ def predict(args: argparse.Namespace) -> Path:
 def run_predicting() -> None:
     args = predicting_parser().parse_args()
 
-    def job() -> object:
-        set_threads(args.threads)  # before any torch work
-        return predict(args)
-
-    run_guarded(job)
+    run_guarded(lambda: predict(args), threads=args.threads)

@@ -25,7 +25,7 @@ from training.loop import machine_description
 from training.options import DEFAULT_PATCH, add_data_flags, check_dimensions, default_device
 from utils.cli import DEVICE_HELP, Parser, check_device, run_guarded
 from utils.precision import add_precision_flag, autocast, resolve_precision
-from utils.threads import add_threads_flag, set_threads
+from utils.threads import add_threads_flag
 
 # Which grid metrics.csv is computed on, as test.json states it.
 METRICS_GRID = (
@@ -239,8 +239,4 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
 def run_testing() -> None:
     args = testing_parser().parse_args()
 
-    def job() -> object:
-        set_threads(args.threads)  # before any torch work
-        return evaluate(args)
-
-    run_guarded(job)
+    run_guarded(lambda: evaluate(args), threads=args.threads)

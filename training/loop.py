@@ -42,7 +42,6 @@ from training.options import (
 )
 from utils.cli import RunStopped, check_device, run_guarded
 from utils.precision import cast_forward, resolve_precision
-from utils.threads import set_threads
 
 IMAGE_EVERY = 50
 
@@ -357,8 +356,4 @@ def run_training(method: type[Method], description: str, exp: str) -> None:
     """Entry point of the training scripts: parse the loop's and the method's flags, train."""
     args = training_parser(description, exp, method).parse_args()
 
-    def job() -> object:
-        set_threads(args.threads)  # before any torch work
-        return train(args, method)
-
-    run_guarded(job)
+    run_guarded(lambda: train(args, method), threads=args.threads)

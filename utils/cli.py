@@ -12,6 +12,7 @@ from typing import NoReturn, TypeVar
 import torch
 
 from dataloaders.la_heart import DataError
+from utils.threads import set_threads
 
 DEVICE_HELP = "cuda, cuda:1, cpu, ...; default: cuda when torch sees one, else cpu"
 
@@ -108,10 +109,11 @@ class RunStopped(Exception):
         self.exit_code = exit_code
 
 
-def run_guarded(job: Callable[[], T]) -> T:
+def run_guarded(job: Callable[[], T], threads: int | None = None) -> T:
     """Run a script's job; a data mistake (exit 2) or a deliberate stop (signal, non-finite loss) ends in one line
-    on stderr, not a stack trace."""
+    on stderr, not a stack trace. `threads`: the script's --threads, set before any torch work (None: torch's)."""
     try:
+        set_threads(threads)
         return job()
     except (DataError, RunStopped) as error:
         print(f"error: {error}", file=sys.stderr)
