@@ -15,6 +15,7 @@ from evaluation.results import (
     paired_tests_table,
     paired_wilcoxon,
     results_table,
+    splice,
     strip_plot,
 )
 from utils.cli import Parser, run_guarded
@@ -40,6 +41,9 @@ def summarize(args: argparse.Namespace) -> str:
     print(text)
     if args.out:
         Path(args.out).write_text(text + "\n")
+    if args.splice:  # RESULTS.md's copy of this table, between markers named by --out
+        if not splice(args.splice, args.out, text):
+            print(f"{args.splice}: no <!-- BEGIN {args.out} --> ... <!-- END {args.out} --> markers; not spliced")
     return text
 
 
@@ -57,5 +61,7 @@ if __name__ == "__main__":
     parser.add_argument("--figure", help="write a per-case strip plot (PNG) here (needs matplotlib)")
     parser.add_argument("--title", default="", help="the figure's title")
     parser.add_argument("--out", help="also write the markdown here")
+    parser.add_argument("--splice", help="and put it into this markdown file (e.g. RESULTS.md) between the lines "
+                        "<!-- BEGIN OUT --> and <!-- END OUT -->, OUT as given to --out")  # fmt: skip
     args = parser.parse_args()
     run_guarded(lambda: summarize(args))

@@ -204,7 +204,7 @@ def main() -> None:
     args.groups = args.groups or CONFIG_GROUPS.get(args.config, DEFAULT_GROUPS)
     name = args.config if args.precision == "fp32" else f"{args.config}_{args.precision}"
     model_dir = args.model_dir or f"model/{name}"
-    results = Path(args.results_dir or REPO / "results" / name)
+    results = Path(args.results_dir or REPO / "results" / name).resolve()
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.parallel)
 
     # Seed-major order: with fewer seeds done, every group still has the same number of runs.
@@ -239,8 +239,10 @@ def summarize(args: argparse.Namespace, results: Path, finals: dict[str, int]) -
     gap_groups = CONFIG_GAP.get(args.config, GAP)
     gap = ["--gap", *gap_groups] if set(gap_groups) <= set(args.groups) else []
     title = f"{args.config}: Dice per test case, seeds pooled"
+    # RESULTS.md's copy is marked by the table's path from the repository (absolute when results/ is elsewhere).
+    table = str((results / "table.md").relative_to(REPO) if results.is_relative_to(REPO) else results / "table.md")
     command = [sys.executable, "summarize.py", *runs, *compare, *gap, "--expect", *args.groups,
-               "--seeds", str(len(args.seeds)), "--out", str(results / "table.md"),
+               "--seeds", str(len(args.seeds)), "--out", table, "--splice", str(REPO / "RESULTS.md"),
                "--figure", str(results / "dice.png"), "--title", title]  # fmt: skip
     subprocess.run(command, cwd=REPO, check=True)
 

@@ -20,9 +20,10 @@ from scipy import stats
 from dataloaders.la_heart import DataError
 from evaluation.metrics import METRICS
 
-# Overlap metrics are reported in percent, as the paper's table does; distances in voxels.
+# Overlap metrics are reported in percent, as the paper's table does; distances in voxels of volumes, pixels of 2D
+# frames (each case's own grid: test.json's metrics_grid).
 PERCENT_METRICS = ("dice", "jaccard", "precision", "recall")
-HEADINGS = {"dice": "Dice (%)", "jaccard": "Jaccard (%)", "hd95": "95HD (vox)", "asd": "ASD (vox)",
+HEADINGS = {"dice": "Dice (%)", "jaccard": "Jaccard (%)", "hd95": "95HD ({unit})", "asd": "ASD ({unit})",
             "precision": "Precision (%)", "recall": "Recall (%)"}  # fmt: skip
 METHOD_NAMES = {
     "supervised": "V-Net (supervised)",
@@ -47,6 +48,7 @@ class RunResult:
     test_wall_s: float
     cases: dict[str, dict[str, float]]  # case ID -> metric -> value (NaN where undefined)
     precision: str = "fp32"  # the training's --precision (runs before the flag: fp32)
+    distance_unit: str = "vox"  # "px" for 2D frames (a 2-side patch)
 
     @property
     def group(self) -> str:
@@ -91,7 +93,14 @@ def load_run(path: str | Path, split: str = "test") -> RunResult:
         test_wall_s=test_info.get("wall_s", math.nan),
         cases=read_metrics_csv(test / "metrics.csv"),
         precision=info.get("args", {}).get("precision", "fp32"),
+        distance_unit="px" if len(info.get("args", {}).get("patch_size", (0, 0, 0))) == 2 else "vox",
     )
+
+
+def heading(metric: str, runs: Iterable[RunResult] = ()) -> str:
+    """A metric's column heading, distances in the runs' unit (voxels, pixels, or both when they mix)."""
+    units = sorted({run.distance_unit for run in runs}, reverse=True) or ["vox"]
+    return HEADINGS[metric].format(unit="/".join(units))
 
 
 def group_runs(runs: Iterable[RunResult]) -> dict[str, list[RunResult]]:
@@ -124,7 +133,8 @@ def results_table(
 ) -> str:
     """Markdown: one row per group, each metric as mean ± std over seeds of the per-run means. Groups of `expected`
     without runs get a pending row, and with `seeds_per_group` a group short of seeds says how many it has."""
-    header = ["method", "group", "labelled", "unlabelled", *(HEADINGS[m] for m in METRICS), "seeds",
+    every_run = [run for runs in groups.values() for run in runs]
+    header = ["method", "group", "labelled", "unlabelled", *(heading(m, every_run) for m in METRICS), "seeds",
               "train min/run", "test s/case"]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     order = list(expected) + [g for g in groups if g not in expected]
@@ -233,9 +243,22 @@ def strip_plot(groups: dict[str, list[RunResult]], path: str | Path, metric: str
     unique = dict(zip(labels, handles))
     ax.legend(unique.values(), unique.keys(), fontsize=8, loc="best")
     ax.set_xticks(range(1, len(names) + 1), names, rotation=20, fontsize=8)
-    ax.set_ylabel(HEADINGS[metric] + " per test case")
+    ax.set_ylabel(heading(metric, [r for runs in groups.values() for r in runs]) + " per test case")
     ax.set_title(title, fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def splice(document: str | Path, name: str, text: str) -> bool:
+    """Put `text` between the lines `<!-- BEGIN name -->` and `<!-- END name -->` of a markdown document (RESULTS.md
+    keeps each table of results/ so, rebuilt with it); the rest of the document stays. False: no such markers."""
+    document = Path(document)
+    begin, end = f"<!-- BEGIN {name} -->\n", f"\n<!-- END {name} -->"
+    content = document.read_text()
+    start, stop = content.find(begin), content.find(end)
+    if start < 0 or stop < start:
+        return False
+    document.write_text(content[: start + len(begin)] + text.strip("\n") + content[stop:])
+    return True

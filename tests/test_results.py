@@ -13,14 +13,24 @@ from scipy.interpolate import RegularGridInterpolator
 from dataloaders.la_heart import DataError, case_path, read_case, read_list
 from dataloaders.resample import resample_dataset
 from evaluation.metrics import METRICS
-from evaluation.results import gap_closed, group_runs, load_run, paired_wilcoxon, results_table, strip_plot
+from evaluation.results import (
+    gap_closed,
+    group_runs,
+    load_run,
+    paired_wilcoxon,
+    results_table,
+    splice,
+    strip_plot,
+)
 
 
-def write_run(folder, method, seed, dice, iterations=300, tested=None, labelled=16):
+def write_run(folder, method, seed, dice, iterations=300, tested=None, labelled=16, patch_size=None):
     """A finished run as training and test_LA.py leave it: run.json and test_iter_<N>/metrics.csv."""
     folder.mkdir(parents=True)
     info = {"method": method, "labelled": labelled, "unlabelled": 64, "seed": seed, "iterations": iterations,
             "train_wall_s": 600.0}  # fmt: skip
+    if patch_size:
+        info["args"] = {"patch_size": patch_size}
     (folder / "run.json").write_text(json.dumps(info))
     test = folder / f"test_iter_{tested or iterations}"
     test.mkdir()
@@ -83,6 +93,15 @@ def test_table_gives_mean_and_sample_std_over_seeds_of_per_run_means(tmp_path):
     assert supervised[10] == "1, 2"
     assert supervised[11:] == ["10.0", "2.00 |"]  # 600 s per run; 2 s per case
     assert table[3].split(" | ")[4] == "90.00"
+
+
+def test_distances_are_headed_in_pixels_for_2d_frames_and_voxels_for_volumes(tmp_path):
+    frame = write_run(tmp_path / "f", "supervised", 1, [0.8], patch_size=[128, 192])
+    volume = write_run(tmp_path / "v", "supervised", 2, [0.8], patch_size=[112, 112, 80])
+    old = write_run(tmp_path / "o", "uamt_unlabel", 1, [0.8])  # run.json before args were kept: a volume
+    for paths, unit in [([frame], "px"), ([volume, old], "vox"), ([frame, volume], "vox/px")]:
+        header = results_table(group_runs(load_run(p) for p in paths)).splitlines()[0].split(" | ")
+        assert header[6:8] == [f"95HD ({unit})", f"ASD ({unit})"]
 
 
 def test_only_the_final_iteration_is_read(tmp_path):
@@ -185,3 +204,17 @@ def test_a_bf16_run_is_its_own_group(tmp_path):
     assert list(groups) == ["uamt_unlabel:16", "uamt_unlabel:16@bf16"]
     result = paired_wilcoxon(groups["uamt_unlabel:16@bf16"], groups["uamt_unlabel:16"])
     assert result.mean_difference == pytest.approx(-0.05)
+
+
+def test_splice_replaces_only_the_marked_table(tmp_path):
+    document = tmp_path / "RESULTS.md"
+    before = "# Results\n\nprose\n<!-- BEGIN results/a/table.md -->\n| old |\n<!-- END results/a/table.md -->\nmore\n"
+    other = "<!-- BEGIN results/b/table.md -->\n| b |\n<!-- END results/b/table.md -->\n"
+    document.write_text(before + other)
+    assert splice(document, "results/a/table.md", "| new |\n| rows |\n")
+    expected = before.replace("| old |", "| new |\n| rows |") + other
+    assert document.read_text() == expected
+    assert splice(document, "results/a/table.md", "| new |\n| rows |")  # again: the same document
+    assert document.read_text() == expected
+    assert not splice(document, "results/c/table.md", "| c |")  # no markers: untouched
+    assert document.read_text() == expected
