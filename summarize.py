@@ -9,11 +9,13 @@ from pathlib import Path
 
 from dataloaders.la_heart import DataError
 from evaluation.results import (
+    HEADINGS,
     gap_closed,
     group_runs,
     load_run,
     paired_tests_table,
     paired_wilcoxon,
+    per_seed_table,
     results_table,
     splice,
     strip_plot,
@@ -24,6 +26,10 @@ from utils.cli import Parser, run_guarded
 def summarize(args: argparse.Namespace) -> str:
     groups = group_runs(load_run(path, args.split) for path in args.runs)
     text = results_table(groups, args.expect or (), args.seeds)
+    ordered = {g: groups[g] for g in (args.expect or []) if g in groups} | groups  # the table's order
+    if any(len(runs) > 1 for runs in groups.values()):
+        name = HEADINGS[args.metric].split(" (")[0]
+        text += f"\n\n{name} of each run, by seed:\n\n" + per_seed_table(ordered, args.metric)
     if args.compare:
         unknown = [g for pair in args.compare for g in pair if g not in groups]
         if unknown and not args.expect:
@@ -35,8 +41,7 @@ def summarize(args: argparse.Namespace) -> str:
         low, semi, high = args.gap
         share = gap_closed(groups, low, semi, high, args.metric)
         text += f"\n\n`{semi}` closes {100 * share:.1f} % of the {args.metric} gap from `{low}` to `{high}`."
-    if args.figure:  # in the table's order
-        ordered = {g: groups[g] for g in (args.expect or []) if g in groups} | groups
+    if args.figure:
         strip_plot(ordered, args.figure, args.metric, args.title)
     print(text)
     if args.out:

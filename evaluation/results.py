@@ -161,6 +161,18 @@ def results_table(
     return "\n".join(lines)
 
 
+def per_seed_table(groups: dict[str, list[RunResult]], metric: str = "dice") -> str:
+    """Markdown: each group's per-run mean of `metric`, one column per seed, so that the spread between seeds (which
+    the paired tests over cases do not see) is in view."""
+    seeds = sorted({r.seed for runs in groups.values() for r in runs})
+    scale = 100.0 if metric in PERCENT_METRICS else 1.0
+    lines = ["| group | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|" + "---|" * (len(seeds) + 1)]
+    for group, runs in groups.items():
+        by_seed = {r.seed: r.mean(metric) * scale for r in runs}
+        lines.append(f"| `{group}` | " + " | ".join(f"{by_seed[s]:.2f}" if s in by_seed else "–" for s in seeds) + " |")
+    return "\n".join(lines)
+
+
 @dataclass
 class PairedTest:
     a: str

@@ -18,6 +18,7 @@ from evaluation.results import (
     group_runs,
     load_run,
     paired_wilcoxon,
+    per_seed_table,
     results_table,
     splice,
     strip_plot,
@@ -218,3 +219,14 @@ def test_splice_replaces_only_the_marked_table(tmp_path):
     assert document.read_text() == expected
     assert not splice(document, "results/c/table.md", "| c |")  # no markers: untouched
     assert document.read_text() == expected
+
+
+def test_per_seed_table_gives_each_runs_mean_under_its_seed(tmp_path):
+    runs = [
+        write_run(tmp_path / "s1", "supervised", 1, [0.8, 0.9, math.nan]),  # 85.00: NaN left out
+        write_run(tmp_path / "s2", "supervised", 2, [0.7, 0.6, 0.65]),  # 65.00
+        write_run(tmp_path / "u2", "uamt_unlabel", 2, [0.9, 0.8, 0.7]),  # 80.00; no seed 1
+    ]
+    table = per_seed_table(group_runs(load_run(p) for p in runs)).splitlines()
+    assert table[0] == "| group | seed 1 | seed 2 |"
+    assert table[2:] == ["| `supervised:16` | 85.00 | 65.00 |", "| `uamt_unlabel:16` | – | 80.00 |"]
