@@ -136,6 +136,17 @@ def test_hc18_labels_every_tenth_frame_of_train_list():
     assert labelled == train_list.read_text().split()[::10]
 
 
+def test_validation_labels_spread_over_the_validation_training_frames():
+    """benchmarks/hc18_validation/batchnorm_default.sh labels every 8th of the validation training IDs (the first
+    128 of train.list), never a validation frame (its last 32)."""
+    labelled = (REPO / "benchmarks" / "hc18_validation" / "labelled_16.list").read_text().split()
+    train_list = SHARED_HC18 / "train.list"
+    if not train_list.is_file():
+        pytest.skip("HC18 not at ../shared/data/HC18")
+    ids = train_list.read_text().split()
+    assert labelled == ids[:128][::8] and not set(labelled) & set(ids[128:])
+
+
 def test_bcp_equal_work_row_does_uamt_work():
     """la_half's BCP row at UA-MT-unlabel's work in forward-equivalents (RESULTS.md's count: a BCP stage-1 iteration
     6, stage 2 8, UA-MT-unlabel 30), its runs named apart from bcp:8's; configs without the schedule refuse it."""
