@@ -9,7 +9,6 @@ from pathlib import Path
 
 from dataloaders.la_heart import DataError
 from evaluation.results import (
-    HEADINGS,
     gap_closed,
     group_runs,
     load_run,
@@ -28,8 +27,7 @@ def summarize(args: argparse.Namespace) -> str:
     text = results_table(groups, args.expect or (), args.seeds)
     ordered = {g: groups[g] for g in (args.expect or []) if g in groups} | groups  # the table's order
     if any(len(runs) > 1 for runs in groups.values()):
-        name = HEADINGS[args.metric].split(" (")[0]
-        text += f"\n\n{name} of each run, by seed:\n\n" + per_seed_table(ordered, args.metric)
+        text += f"\n\n{args.metric} of each run, by seed:\n\n" + per_seed_table(ordered, args.metric)
     if args.compare:
         unknown = [g for pair in args.compare for g in pair if g not in groups]
         if unknown and not args.expect:
@@ -69,4 +67,6 @@ if __name__ == "__main__":
     parser.add_argument("--splice", help="and put it into this markdown file (e.g. RESULTS.md) between the lines "
                         "<!-- BEGIN OUT --> and <!-- END OUT -->, OUT as given to --out")  # fmt: skip
     args = parser.parse_args()
+    if args.splice and not args.out:
+        parser.error("--splice needs --out: the markers in the document are named by the table's --out path")
     run_guarded(lambda: summarize(args))

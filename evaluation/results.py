@@ -97,10 +97,15 @@ def load_run(path: str | Path, split: str = "test") -> RunResult:
     )
 
 
-def heading(metric: str, runs: Iterable[RunResult] = ()) -> str:
+def heading(metric: str, groups: dict[str, list[RunResult]]) -> str:
     """A metric's column heading, distances in the runs' unit (voxels, pixels, or both when they mix)."""
-    units = sorted({run.distance_unit for run in runs}, reverse=True) or ["vox"]
+    units = sorted({r.distance_unit for runs in groups.values() for r in runs}, reverse=True) or ["vox"]
     return HEADINGS[metric].format(unit="/".join(units))
+
+
+def display_scale(metric: str) -> float:
+    """What a metric is multiplied by in tables and figures: 100 for the overlap metrics (percent), else 1."""
+    return 100.0 if metric in PERCENT_METRICS else 1.0
 
 
 def group_runs(runs: Iterable[RunResult]) -> dict[str, list[RunResult]]:
@@ -133,8 +138,7 @@ def results_table(
 ) -> str:
     """Markdown: one row per group, each metric as mean ± std over seeds of the per-run means. Groups of `expected`
     without runs get a pending row, and with `seeds_per_group` a group short of seeds says how many it has."""
-    every_run = [run for runs in groups.values() for run in runs]
-    header = ["method", "group", "labelled", "unlabelled", *(heading(m, every_run) for m in METRICS), "seeds",
+    header = ["method", "group", "labelled", "unlabelled", *(heading(m, groups) for m in METRICS), "seeds",
               "train min/run", "test s/case"]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     order = list(expected) + [g for g in groups if g not in expected]
@@ -149,8 +153,7 @@ def results_table(
         first = runs[0]
         cells = [METHOD_NAMES.get(first.method, first.method), f"`{group}`", str(first.labelled), str(first.unlabelled)]
         for metric in METRICS:
-            scale = 100.0 if metric in PERCENT_METRICS else 1.0
-            cells.append(format_mean_std(*mean_std([r.mean(metric) for r in runs]), scale))
+            cells.append(format_mean_std(*mean_std([r.mean(metric) for r in runs]), display_scale(metric)))
         seeds = ", ".join(str(r.seed) for r in sorted(runs, key=lambda r: r.seed))
         if seeds_per_group and len(runs) < seeds_per_group:
             seeds += f" (pending: {len(runs)} of {seeds_per_group} seeds)"
@@ -165,7 +168,7 @@ def per_seed_table(groups: dict[str, list[RunResult]], metric: str = "dice") -> 
     """Markdown: each group's per-run mean of `metric`, one column per seed, so that the spread between seeds (which
     the paired tests over cases do not see) is in view."""
     seeds = sorted({r.seed for runs in groups.values() for r in runs})
-    scale = 100.0 if metric in PERCENT_METRICS else 1.0
+    scale = display_scale(metric)
     lines = ["| group | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|" + "---|" * (len(seeds) + 1)]
     for group, runs in groups.items():
         by_seed = {r.seed: r.mean(metric) * scale for r in runs}
@@ -215,7 +218,7 @@ def paired_wilcoxon(a: Sequence[RunResult], b: Sequence[RunResult], metric: str 
 def paired_tests_table(tests: Sequence[PairedTest]) -> str:
     lines = ["| A | B | metric | cases | mean A − B | median A − B | W | p (two-sided) |", "|" + "---|" * 8]
     for t in tests:
-        scale = 100.0 if t.metric in PERCENT_METRICS else 1.0
+        scale = display_scale(t.metric)
         lines.append(
             f"| `{t.a}` | `{t.b}` | {t.metric} | {t.cases} | {t.mean_difference * scale:+.2f} | "
             f"{t.median_difference * scale:+.2f} | {t.statistic:g} | {t.p_value:.3g} |"
@@ -237,7 +240,7 @@ def strip_plot(groups: dict[str, list[RunResult]], path: str | Path, metric: str
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    scale = 100.0 if metric in PERCENT_METRICS else 1.0
+    scale = display_scale(metric)
     names = list(groups)
     seeds = sorted({r.seed for runs in groups.values() for r in runs})
     fig, ax = plt.subplots(figsize=(max(4.5, 1.6 + 1.1 * len(names)), 4.2), dpi=120)
@@ -255,7 +258,7 @@ def strip_plot(groups: dict[str, list[RunResult]], path: str | Path, metric: str
     unique = dict(zip(labels, handles))
     ax.legend(unique.values(), unique.keys(), fontsize=8, loc="best")
     ax.set_xticks(range(1, len(names) + 1), names, rotation=20, fontsize=8)
-    ax.set_ylabel(heading(metric, [r for runs in groups.values() for r in runs]) + " per test case")
+    ax.set_ylabel(heading(metric, groups) + " per test case")
     ax.set_title(title, fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()

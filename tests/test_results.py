@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from conftest import REPO
 from scipy.interpolate import RegularGridInterpolator
+from test_bad_data import run as subprocess_run
 
 from dataloaders.la_heart import DataError, case_path, read_case, read_list
 from dataloaders.resample import resample_dataset
@@ -219,6 +220,15 @@ def test_splice_replaces_only_the_marked_table(tmp_path):
     assert document.read_text() == expected
     assert not splice(document, "results/c/table.md", "| c |")  # no markers: untouched
     assert document.read_text() == expected
+
+
+def test_splice_without_out_is_refused_in_one_line(tmp_path):
+    run = write_run(tmp_path / "s1", "supervised", 1, [0.8, 0.9])
+    document = tmp_path / "RESULTS.md"
+    document.write_text("<!-- BEGIN None -->\n<!-- END None -->\n")  # what a nameless splice would have matched
+    result = subprocess_run("summarize.py", run, "--splice", document, cwd=tmp_path)
+    assert result.returncode == 2 and "error: --splice needs --out" in result.stderr
+    assert document.read_text() == "<!-- BEGIN None -->\n<!-- END None -->\n"
 
 
 def test_per_seed_table_gives_each_runs_mean_under_its_seed(tmp_path):
