@@ -1,3 +1,4 @@
+import subprocess
 import sys
 from pathlib import Path
 
@@ -12,6 +13,13 @@ SHARED_HC18 = REPO.parent / "shared" / "data" / "HC18"
 from dataloaders.synthetic import make_synthetic_la  # noqa: E402
 
 SMALL_PATCH = ["32", "32", "32"]
+
+
+def run_script(script: str, *args, cwd, timeout: float = 300) -> subprocess.CompletedProcess:
+    """One of the repository's scripts in a fresh interpreter, as a user runs it; output captured as text."""
+    return subprocess.run(
+        [sys.executable, str(REPO / script), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="session")

@@ -3,14 +3,13 @@
 import pickle
 import re
 import shutil
-import subprocess
-import sys
 
 import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, SMALL_PATCH
+from conftest import SMALL_PATCH
+from conftest import run_script as run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -111,12 +110,6 @@ def test_duplicate_ids_and_leakage(root):
     (root / "test.list").write_text(ids[1] + "\n")
     said = f"{root / 'test.list'}: 1 ID is also in the training set, read from {root / 'train.list'} ({ids[1]});"
     expect(root, re.escape(said) + ".*leaks")
-
-
-def run(script, *args, cwd):
-    return subprocess.run(
-        [sys.executable, str(REPO / script), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=300
-    )
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, SHARED_LA, SMALL_PATCH
+from conftest import SHARED_LA, SMALL_PATCH, run_script
 from PIL import Image
 from tensorboardX.proto import event_pb2
 
@@ -29,9 +29,7 @@ from utils.visualize import slice_grid
 
 
 def run(script, *args, cwd):
-    return subprocess.run(
-        [sys.executable, str(REPO / script), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=600
-    )
+    return run_script(script, *args, cwd=cwd, timeout=600)
 
 
 def event_tags(log_dir):

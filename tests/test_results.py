@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 from conftest import REPO
+from conftest import run_script as subprocess_run
 from scipy.interpolate import RegularGridInterpolator
-from test_bad_data import run as subprocess_run
 
 from dataloaders.la_heart import DataError, case_path, read_case, read_list
 from dataloaders.resample import resample_dataset

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from test_bad_data import run
+from conftest import run_script as run
 
 import evaluation.testing as testing
 from dataloaders.la_heart import DataError
