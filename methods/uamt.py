@@ -135,7 +135,6 @@ class UAMT(Method):
             "train/consistency_weight": weight,
             "train/consistency_dist": c.loss,
             "train/consistency_loss": weight * c.loss,
-            "uncertainty/threshold": threshold,
             "uncertainty/mean": c.uncertainty.mean(),
             "uncertainty/max": c.uncertainty.max(),
             "uncertainty/min": c.uncertainty.min(),
@@ -146,6 +145,8 @@ class UAMT(Method):
             "foreground/student": (logits[items].detach().argmax(1) > 0).float().mean(),
             "foreground/teacher": (c.teacher_logits.argmax(1) > 0).float().mean(),
         }
+        if math.isfinite(threshold):  # tensorboardX warns on every inf it is given (the mask-off ablation)
+            scalars["uncertainty/threshold"] = threshold
         if iteration % TEACHER_DICE_EVERY == 0:
             scalars["dice/teacher_labelled"] = hard_dice(side_forward(self.teacher, images[labeled]), labels[labeled])
 

@@ -168,6 +168,8 @@ def test_consistency_items_per_method(synthetic_root, tmp_path, monkeypatch):
     assert seen[2][:3] == (2, 2, True) and seen[2][3] == math.inf
     assert passes == [(8, 2), (8, 2), (8, 8)]  # the release's 2 passes per forward unless told otherwise
     assert json.loads((no_mask / "run.json").read_text())["method"] == "uamt_unlabel_nomask"
+    no_mask_tags = event_tags(no_mask / "log")  # no inf threshold logged: tensorboardX warned on each one
+    assert "uncertainty/mask_per" in no_mask_tags and "uncertainty/threshold" not in no_mask_tags
     supervised = training.training_parser("", "s", Supervised)
     run = training.train(supervised.parse_args(base + ["--exp", "s"]), Supervised)
     assert len(seen) == 3
