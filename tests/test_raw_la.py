@@ -4,15 +4,13 @@ Expected values are computed here from the definitions (the reference's crop rul
 the documented per-case seeding), never by calling the function under test.
 """
 
-import subprocess
-import sys
 import zlib
 
 import h5py
 import nrrd
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, run_script
 
 from dataloaders.la_heart import CASE_FILE, CASES_FOLDER, DataError, read_case, read_list
 from dataloaders.raw_la import convert_case, convert_dataset, crop_box
@@ -297,21 +295,11 @@ def test_unreadable_nrrd(raw, tmp_path):
 # The script
 
 
-def run_script(*args):
-    return subprocess.run(
-        [sys.executable, str(REPO / "prepare_la_raw.py"), *map(str, args)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 def test_script_end_to_end(tmp_path):
     # Full default output size (112 x 112 x 80) on 200 x 200 x 20 volumes: x and y cropped, z kept whole.
     raw, out = tmp_path / "raw", tmp_path / "LA"
     cases = {i: make_case(raw / i, seed, shape=(200, 200, 20)) for seed, i in enumerate(IDS[:3])}
-    result = run_script("--raw_path", raw, "--out", out, "--seed", 4, "--test_count", 1)
+    result = run_script("prepare_la_raw.py", "--raw_path", raw, "--out", out, "--seed", 4, "--test_count", 1, cwd=REPO)
     assert result.returncode == 0, result.stderr
     assert "wrote 3 cases" in result.stdout
     test = read_list(out, "test")
@@ -332,7 +320,7 @@ def test_script_end_to_end(tmp_path):
 def test_script_bad_input_is_one_line_exit_2(raw, tmp_path):
     folder, _ = raw
     (folder / "CASE_B" / "laendo.nrrd").unlink()
-    result = run_script("--raw_path", folder, "--out", tmp_path / "LA")
+    result = run_script("prepare_la_raw.py", "--raw_path", folder, "--out", tmp_path / "LA", cwd=REPO)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert "laendo.nrrd: file not found" in result.stderr and "Traceback" not in result.stderr
