@@ -5,6 +5,8 @@
 # the HC18 table's UA-MT-unlabel (lambda on, 4 labelled + 2 unlabelled items a batch, the ramp ending with the run,
 # lr x0.1 every 250 of 600), joint vs split, and supervised on the same frames, with 16 labelled frames spread over
 # the validation training IDs (every 8th of the first 128 of train.list: labelled_16.list).
+# Decision rule, fixed before the runs: split becomes the default for 2D data if, each frame averaged over the three
+# seeds, split - joint mean Dice > 0 with paired Wilcoxon p < 0.05 over the 32 validation frames; otherwise joint stays.
 # Three runs per seed, ~30 min of one core per seed; a run whose test.json exists is skipped.
 #   benchmarks/hc18_validation/batchnorm_default.sh 1337 1338 1339
 #   python3 benchmarks/hc18_validation/compare.py model/inv bd_sup_s1337,bd_sup_s1338,bd_sup_s1339 \
