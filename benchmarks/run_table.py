@@ -110,7 +110,8 @@ CONFIG_GROUPS = {"hc18": ["supervised:160", "uamt_unlabel:16", "supervised:16", 
                  "la_half": [*DEFAULT_GROUPS, "bcp_equal_work:8"]}  # else DEFAULT_GROUPS  # fmt: skip
 # The paired tests of the table: (A, B) for each that has both groups.
 COMPARE = [("uamt_unlabel:8", "supervised:8"), ("uamt_unlabel:16", "supervised:16"),
-           ("uamt_unlabel:16", "uamt_unlabel_nomask:16"), ("supervised:80", "supervised:16"),
+           ("uamt_unlabel:16", "uamt_unlabel_nomask:16"), ("uamt_unlabel_nomask:16", "supervised:16"),
+           ("supervised:80", "supervised:16"),
            ("bcp:8", "uamt_unlabel:8"), ("bcp:8", "supervised:8"), ("bcp:16", "uamt_unlabel:16"),
            ("bcp:16", "supervised:16"), ("supervised:160", "supervised:16"),
            ("bcp_equal_work:8", "uamt_unlabel:8"), ("bcp_equal_work:8", "supervised:8"), ("bcp_equal_work:8", "bcp:8"),
