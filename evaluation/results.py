@@ -34,6 +34,7 @@ METHOD_NAMES = {
     "bcp": "BCP (bidirectional copy-paste)",
     "bcp_equal_work": "BCP, UA-MT's work per run",
     "uamt_unlabel_bnsplit": "UA-MT, unlabelled items, split BatchNorm",
+    "uamt_unlabel_4plus2": "UA-MT, unlabelled items, 4 + 2 a batch",
 }
 
 

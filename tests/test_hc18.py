@@ -10,6 +10,7 @@ from conftest import REPO, SHARED_HC18
 
 import training.loop as training
 from dataloaders.la_heart import TrainTransform, random_rot_flip
+from methods import UAMTUnlabel
 from networks.vnet import VNet
 from utils.mean_teacher import hard_dice, side_forward
 
@@ -158,6 +159,21 @@ def test_bcp_equal_work_row_does_uamt_work():
     assert pre * 6 + (final - pre) * 8 == 1200 * 30
     with pytest.raises(SystemExit, match="no schedule"):
         run_table.job_commands("bcp_equal_work:8", 1337, run_table.CONFIGS["paper"], "m", "cpu")
+
+
+def test_uamt_4plus2_row_differs_from_uamt_unlabel_only_in_its_batch():
+    """la_half's 4 + 2 UA-MT row: the supervised batch's 4 labelled items plus 2 unlabelled, everything else as
+    uamt_unlabel:16 (same schedule, ramps and labelled cases), its runs named and grouped apart."""
+    scale = run_table.CONFIGS["la_half"]
+    exp, (train, test), final = run_table.job_commands("uamt_unlabel_4plus2:16", 1337, scale, "m", "cpu")
+    _, (base, base_test), base_final = run_table.job_commands("uamt_unlabel:16", 1337, scale, "m", "cpu")
+    assert exp == "uamt_unlabel_4plus2_16_seed1337" and final == base_final == 1200
+    parser = training.training_parser("", "x", UAMTUnlabel)
+    args, base_args = vars(parser.parse_args(train[2:])), vars(parser.parse_args(base[2:]))
+    differ = {k: (base_args[k], args[k]) for k in args if args[k] != base_args[k]}
+    assert differ == {"exp": ("uamt_unlabel_16_seed1337", exp), "batch_size": (4, 6), "labeled_bs": (2, 4),
+                      "variant": ("", "4plus2")}  # fmt: skip
+    assert test[test.index("--model") + 1] == exp and len(test) == len(base_test)
 
 
 def test_short_ramp_warning_names_the_fitting_epoch_length():
