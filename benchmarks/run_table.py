@@ -68,13 +68,14 @@ CONFIGS = {
     # (RESULTS.md, "HC18"): every frame resized to 128x192 (its 2:3 aspect) and trained whole (patch = frame), 600
     # iterations, lr x0.1 every 250 (the release's 2500 of 6000), the release's rot90 + flip; UA-MT: lambda(t)
     # ramped over 40 epochs of 15 iterations (0.1 at the end, the release's shape) and 4 labelled + 2 unlabelled items
-    # a batch (the supervised batch's 4 labelled, plus unlabelled ones); BCP: 4 = 2 + 2 items, 200 copy-paste
+    # a batch (the supervised batch's 4 labelled, plus unlabelled ones), the release's joint BatchNorm (the table
+    # was run so; 2D runs now default to split, its own row); BCP: 4 = 2 + 2 items, 200 copy-paste
     # iterations, then 400 of self-training. One test window per frame. The 16 labelled frames are every 10th ID of
     # train.list, not the first 16: HC18's IDs run from small heads to large ones (RESULTS.md, "HC18").
     "hc18": Scale(
         "data/HC18", (128, 192), 600, 250, 15, 40, 32, 4, 200, (200, 400, 4, 2, 250),
         data_flags=("--resize", "128", "192"),
-        method_flags=(("uamt_unlabel", ("--batch_size", "6", "--labeled_bs", "4")),),
+        method_flags=(("uamt_unlabel", ("--batch_size", "6", "--labeled_bs", "4", "--student_batchnorm", "joint")),),
         labeled_lists=((16, "benchmarks/hc18_labelled_16.list"),),
     ),
 }
@@ -144,13 +145,14 @@ def job_commands(
               "--device", device] + (["--precision", precision] if precision != "fp32" else [])  # fmt: skip
     train = [sys.executable, SCRIPTS[method], *common, "--exp", exp, "--labelnum", str(labelnum), "--seed", str(seed),
              "--max_iterations", str(iterations), "--lr_step", str(lr_step),
-             "--save_every", str(scale.save_every), "--num_workers", "0", "--resume", "auto", *extra,
+             "--save_every", str(scale.save_every), "--num_workers", "0", "--resume", "auto",
              *scale.data_flags]  # fmt: skip
     train += [flag for name, flags in scale.method_flags if name == method for flag in flags]
     train += [flag for count, path in scale.labeled_lists if count == labelnum for flag in ("--labeled_list", path)]
     if method.startswith("uamt"):
         train += ["--rampup_epoch_iters", str(scale.rampup_epoch_iters),
                   "--consistency_rampup", str(scale.consistency_rampup)]  # fmt: skip
+    train += extra  # last: a group's own flags override the config's per-method ones
     test = [sys.executable, "test_LA.py", *common, "--model", exp, "--iteration", str(iterations),
             "--stride_xy", str(scale.stride_xy), "--stride_z", str(scale.stride_z), "--save_nifti", "0"]  # fmt: skip
     return exp, [train, test], iterations

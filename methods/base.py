@@ -48,7 +48,8 @@ class Method:
 
     @staticmethod
     def check_args(args: argparse.Namespace) -> None:
-        """Refuse flags the method cannot train with (raise DataError with one line)."""
+        """Refuse flags the method cannot train with (raise DataError with one line); resolve defaults that depend
+        on the data (args.patch_size is set: 2 sides for images, 3 for volumes)."""
 
     def run_name(self) -> str:
         """The method as run.json and the results tables name it (an ablation may add a suffix)."""

@@ -92,10 +92,11 @@ class UAMT(Method):
         )
         p.add_argument(
             "--student_batchnorm",
-            choices=["joint", "split"],
-            default="joint",
+            choices=["auto", "joint", "split"],
+            default="auto",
             help="joint: one student forward of the whole batch, BatchNorm statistics over labelled and unlabelled "
-            "items (the release); split: labelled and unlabelled items as two forwards, each with its own statistics",
+            "items (the release); split: labelled and unlabelled items as two forwards, each with its own statistics; "
+            "auto: split for 2D data in one process, else joint",
         )
 
     @staticmethod
@@ -104,6 +105,9 @@ class UAMT(Method):
             raise DataError(
                 f"--mc_passes_per_forward {args.mc_passes_per_forward} must divide --mc_passes {args.mc_passes}"
             )
+        if args.student_batchnorm == "auto":  # resolved here, where the data's dimensionality is known
+            two_d = len(args.patch_size) == 2
+            args.student_batchnorm = "split" if two_d and requested_world_size() == 1 else "joint"
         if args.student_batchnorm == "split" and requested_world_size() > 1:
             raise DataError("--student_batchnorm split is single-process only (two forwards per DDP step are untested)")
 

@@ -113,6 +113,11 @@ def test_hc18_table_commands():
     uamt = " ".join(run_table.job_commands("uamt_unlabel:16", 1337, scale, "m", "cpu")[1][0])
     assert "--rampup_epoch_iters 15 --consistency_rampup 40" in uamt
     assert "--batch_size 6 --labeled_bs 4" in uamt and "--pre_iterations" not in uamt  # per-method flags
+    # the table's UA-MT rows keep the BatchNorm they were run with, whatever the 2D default
+    parser = training.training_parser("", "x", UAMTUnlabel)
+    for group, batchnorm in (("uamt_unlabel:16", "joint"), ("uamt_unlabel_bnsplit:16", "split")):
+        train = run_table.job_commands(group, 1337, scale, "m", "cpu")[1][0]
+        assert parser.parse_args(train[2:]).student_batchnorm == batchnorm, group
     supervised = " ".join(run_table.job_commands("supervised:160", 1339, scale, "m", "cpu")[1][0])
     assert "--labelnum 160" in supervised and "--consistency" not in supervised and "--batch_size" not in supervised
     # the LA tables' commands carry none of the 2D flags

@@ -19,7 +19,7 @@ from method_digest import RUNS, digest, environment, synthetic_root, train_and_d
 import methods.bcp as bcp
 import training.loop as training
 from dataloaders.la_heart import DataError
-from methods import BCP, UAMTUnlabel
+from methods import BCP, Supervised, UAMTUnlabel
 
 STORED = json.loads((Path(__file__).parent / "data" / "method_digests.json").read_text())
 
@@ -280,6 +280,40 @@ def test_train_bcp_script_then_test(synthetic_root, tmp_path):
     bad = subprocess.run([sys.executable, str(REPO / "train_bcp.py"), *common, "--labeled_bs", "3"],
                          capture_output=True, text=True, timeout=600)  # fmt: skip
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_uamt_student_batchnorm_auto_is_split_for_2d_in_one_process(monkeypatch, tmp_path):
+    """The default (RESULTS.md, "HC18": split ahead of joint on validation frames over three seeds): split for 2D
+    data, joint for volumes (the release's, LA bit-identical) and under torchrun (split is single-process); a flag
+    given stays; a run saved with joint does not resume as split."""
+    parser = training.training_parser("", "x", UAMTUnlabel)
+
+    def resolved(*flags: str, patch: list[int]) -> str:
+        args = parser.parse_args(list(flags))
+        args.patch_size = patch
+        UAMTUnlabel.check_args(args)
+        return args.student_batchnorm
+
+    assert parser.parse_args([]).student_batchnorm == "auto"
+    assert resolved(patch=[128, 192]) == "split" and resolved(patch=[112, 112, 80]) == "joint"
+    assert resolved("--student_batchnorm", "joint", patch=[128, 192]) == "joint"
+    assert resolved("--student_batchnorm", "split", patch=[112, 112, 80]) == "split"
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert resolved(patch=[128, 192]) == "joint"
+    monkeypatch.delenv("WORLD_SIZE")
+    args = parser.parse_args([])
+    args.patch_size = [128, 192]
+    UAMTUnlabel.check_args(args)
+    saved = {k: vars(args)[k] for k in training.RESUME_MUST_MATCH} | {"student_batchnorm": "joint"}
+    with pytest.raises(DataError, match="--student_batchnorm joint"):
+        training.check_resumable({"args": saved}, args, tmp_path / "state.pth")
+    old = {k: v for k, v in saved.items() if k != "student_batchnorm"}  # saved before the flag existed: joint
+    with pytest.raises(DataError, match="--student_batchnorm joint"):
+        training.check_resumable({"args": old}, args, tmp_path / "state.pth")
+    supervised = training.training_parser("", "s", Supervised).parse_args([])  # no such flag: nothing to compare
+    supervised.patch_size = [128, 192]
+    training.check_resumable({"args": {k: vars(supervised).get(k) for k in training.RESUME_MUST_MATCH}}, supervised,
+                             tmp_path / "state.pth")  # fmt: skip
 
 
 @pytest.mark.parametrize("batchnorm", ["joint", "split"])

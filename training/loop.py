@@ -50,12 +50,13 @@ STATE_FILE = "state_latest.pth"  # the full training state, for --resume
 
 
 RESUME_MUST_MATCH = ("root_path", "labelnum", "batch_size", "labeled_bs", "patch_size", "seed", "num_classes",
-                     "labeled_list", "center_crop", "resize", "normalization", "augment")  # fmt: skip
+                     "labeled_list", "center_crop", "resize", "normalization", "augment",
+                     "student_batchnorm")  # fmt: skip
 
 
 # Flags added after states were first saved: an older state ran with these values.
 RESUME_DEFAULTS = {"num_classes": 2, "labeled_list": "", "center_crop": None, "resize": None, "normalization": "zscore",
-                   "augment": "rot_flip"}  # fmt: skip
+                   "augment": "rot_flip", "student_batchnorm": "joint"}  # fmt: skip
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -149,7 +150,8 @@ def resume_path(args: argparse.Namespace, snapshot: Path) -> Path | None:
 def check_resumable(state: dict, args: argparse.Namespace, path: Path) -> None:
     """A resumed run must draw the same batches: refuse a state saved with other data or batch flags."""
     saved = RESUME_DEFAULTS | state.get("args", {})
-    changed = [k for k in RESUME_MUST_MATCH if saved.get(k) != vars(args).get(k)]
+    given = vars(args)  # a method's own flags (--student_batchnorm) only where the method has them
+    changed = [k for k in RESUME_MUST_MATCH if k in given and saved.get(k) != given[k]]
     if changed:
         flags = ", ".join(f"--{k} {saved.get(k)}" for k in changed)
         raise DataError(f"{path}: saved with {flags}; resume with the same flags or start a new --exp")
