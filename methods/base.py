@@ -34,6 +34,9 @@ class Method:
 
     name: ClassVar[str] = ""
     semi_supervised: ClassVar[bool] = False  # batches hold --labeled_bs labelled items, then unlabelled ones
+    # The method's flags a resumed run must keep (it refuses a state saved with another value), each with the value
+    # of states saved before the flag existed.
+    resume_must_match: ClassVar[dict[str, object]] = {}
 
     def __init__(self, args: argparse.Namespace, new_network: Callable[[], nn.Module]):
         self.args = args

@@ -59,6 +59,7 @@ class UAMT(Method):
     name = "uamt"
     semi_supervised = True
     consistency_on: ClassVar[Literal["all", "unlabeled"]] = "all"
+    resume_must_match: ClassVar[dict[str, object]] = {"student_batchnorm": "joint"}  # a run does not switch forwards
 
     def __init__(self, args: argparse.Namespace, new_network: Callable[[], nn.Module]):
         super().__init__(args, new_network)

@@ -305,15 +305,16 @@ def test_uamt_student_batchnorm_auto_is_split_for_2d_in_one_process(monkeypatch,
     args.patch_size = [128, 192]
     UAMTUnlabel.check_args(args)
     saved = {k: vars(args)[k] for k in training.RESUME_MUST_MATCH} | {"student_batchnorm": "joint"}
+    keep = UAMTUnlabel.resume_must_match
     with pytest.raises(DataError, match="--student_batchnorm joint"):
-        training.check_resumable({"args": saved}, args, tmp_path / "state.pth")
+        training.check_resumable({"args": saved}, args, tmp_path / "state.pth", keep)
     old = {k: v for k, v in saved.items() if k != "student_batchnorm"}  # saved before the flag existed: joint
     with pytest.raises(DataError, match="--student_batchnorm joint"):
-        training.check_resumable({"args": old}, args, tmp_path / "state.pth")
+        training.check_resumable({"args": old}, args, tmp_path / "state.pth", keep)
     supervised = training.training_parser("", "s", Supervised).parse_args([])  # no such flag: nothing to compare
     supervised.patch_size = [128, 192]
     training.check_resumable({"args": {k: vars(supervised).get(k) for k in training.RESUME_MUST_MATCH}}, supervised,
-                             tmp_path / "state.pth")  # fmt: skip
+                             tmp_path / "state.pth", Supervised.resume_must_match)  # fmt: skip
 
 
 @pytest.mark.parametrize("batchnorm", ["joint", "split"])

@@ -192,3 +192,17 @@ def test_nifti_task_with_three_labels_train_test_predict(tmp_path):
     predicted = np.asarray(nib.load(tmp_path / "pred" / "SYN006_pred.nii.gz").dataobj)
     np.testing.assert_array_equal(predicted, np.asarray(written.dataobj))  # the same deterministic segmentation
     assert (tmp_path / "pred" / "SYN006_overlay.png").is_file()
+
+
+def test_a_2d_run_saved_with_joint_batchnorm_does_not_resume_as_split(tmp_path):
+    """The 2D default (--student_batchnorm auto = split) must not switch a run started with joint part-way: the loop
+    checks the method's resume_must_match."""
+    root = make_synthetic_echo(tmp_path / "echo", n_train=4, n_test=1, labelled=2, shape=(48, 48), seed=8)
+    model = tmp_path / "model"
+    common = ["--root_path", root, "--model_dir", model, "--exp", "j", "--patch_size", "32", "32", "--labelnum", "2",
+              "--num_workers", "0", "--device", "cpu", "--save_every", "1"]  # fmt: skip
+    joint = ["--student_batchnorm", "joint"]
+    result = run("train_uamt_unlabel.py", *common, *joint, "--max_iterations", "1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    result = run("train_uamt_unlabel.py", *common, "--max_iterations", "2", "--resume", "auto", cwd=tmp_path)
+    assert result.returncode == 2 and "saved with --student_batchnorm joint" in result.stderr

@@ -50,13 +50,12 @@ STATE_FILE = "state_latest.pth"  # the full training state, for --resume
 
 
 RESUME_MUST_MATCH = ("root_path", "labelnum", "batch_size", "labeled_bs", "patch_size", "seed", "num_classes",
-                     "labeled_list", "center_crop", "resize", "normalization", "augment",
-                     "student_batchnorm")  # fmt: skip
+                     "labeled_list", "center_crop", "resize", "normalization", "augment")  # fmt: skip
 
 
 # Flags added after states were first saved: an older state ran with these values.
 RESUME_DEFAULTS = {"num_classes": 2, "labeled_list": "", "center_crop": None, "resize": None, "normalization": "zscore",
-                   "augment": "rot_flip", "student_batchnorm": "joint"}  # fmt: skip
+                   "augment": "rot_flip"}  # fmt: skip
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -147,11 +146,14 @@ def resume_path(args: argparse.Namespace, snapshot: Path) -> Path | None:
     return Path(args.resume)
 
 
-def check_resumable(state: dict, args: argparse.Namespace, path: Path) -> None:
-    """A resumed run must draw the same batches: refuse a state saved with other data or batch flags."""
-    saved = RESUME_DEFAULTS | state.get("args", {})
-    given = vars(args)  # a method's own flags (--student_batchnorm) only where the method has them
-    changed = [k for k in RESUME_MUST_MATCH if k in given and saved.get(k) != given[k]]
+def check_resumable(
+    state: dict, args: argparse.Namespace, path: Path, method_flags: dict[str, object] | None = None
+) -> None:
+    """A resumed run must draw the same batches and take the same step: refuse a state saved with other data or batch
+    flags, or other values of `method_flags` (the method's resume_must_match)."""
+    method_flags = method_flags or {}
+    saved = RESUME_DEFAULTS | method_flags | state.get("args", {})
+    changed = [k for k in (*RESUME_MUST_MATCH, *method_flags) if saved.get(k) != vars(args).get(k)]
     if changed:
         flags = ", ".join(f"--{k} {saved.get(k)}" for k in changed)
         raise DataError(f"{path}: saved with {flags}; resume with the same flags or start a new --exp")
@@ -199,7 +201,7 @@ def _train(
     resume_from = resume_path(args, snapshot)
     state = load_checkpoint(resume_from) if resume_from else None
     if state is not None:
-        check_resumable(state, args, resume_from)
+        check_resumable(state, args, resume_from, method_class.resume_must_match)
     seed_everything(args.seed, bool(args.deterministic))
 
     if main:
