@@ -105,12 +105,14 @@ GROUPS = {
     "bcp_equal_work:8": Group("bcp", 8, variant="equal_work"),  # BCP with UA-MT's work (la_half)
     # UA-MT-unlabel with the supervised batch's 4 labelled items plus 2 unlabelled (la_half's default batch is 2 + 2)
     "uamt_unlabel_4plus2:16": Group("uamt_unlabel", 16, ("--batch_size", "6", "--labeled_bs", "4"), variant="4plus2"),
+    "uamt_unlabel_4plus2:8": Group("uamt_unlabel", 8, ("--batch_size", "6", "--labeled_bs", "4"), variant="4plus2"),
     # UA-MT-unlabel with the labelled items' own BatchNorm statistics (HC18: issue 13's cause)
     "uamt_unlabel_bnsplit:16": Group("uamt_unlabel", 16, ("--student_batchnorm", "split")),
 }
 DEFAULT_GROUPS = list(GROUPS)[:8]
 CONFIG_GROUPS = {"hc18": ["supervised:160", "uamt_unlabel:16", "supervised:16", "bcp:16", "uamt_unlabel_bnsplit:16"],
-                 "la_half": [*DEFAULT_GROUPS, "bcp_equal_work:8", "uamt_unlabel_4plus2:16"]}  # fmt: skip
+                 "la_half": [*DEFAULT_GROUPS, "bcp_equal_work:8", "uamt_unlabel_4plus2:16",
+                             "uamt_unlabel_4plus2:8"]}  # fmt: skip
 # (any other config: DEFAULT_GROUPS)
 # The paired tests of the table: (A, B) for each that has both groups.
 COMPARE = [("uamt_unlabel:8", "supervised:8"), ("uamt_unlabel:16", "supervised:16"),
@@ -120,6 +122,8 @@ COMPARE = [("uamt_unlabel:8", "supervised:8"), ("uamt_unlabel:16", "supervised:1
            ("bcp:16", "supervised:16"), ("supervised:160", "supervised:16"),
            ("bcp_equal_work:8", "uamt_unlabel:8"), ("bcp_equal_work:8", "supervised:8"), ("bcp_equal_work:8", "bcp:8"),
            ("uamt_unlabel_4plus2:16", "supervised:16"), ("uamt_unlabel_4plus2:16", "uamt_unlabel:16"),
+           ("uamt_unlabel_4plus2:8", "supervised:8"), ("uamt_unlabel_4plus2:8", "uamt_unlabel:8"),
+           ("bcp_equal_work:8", "uamt_unlabel_4plus2:8"),
            ("uamt_unlabel_bnsplit:16", "supervised:16"), ("uamt_unlabel_bnsplit:16", "uamt_unlabel:16")]  # fmt: skip
 GAP = ("supervised:16", "uamt_unlabel:16", "supervised:80")  # the share of the 16 -> 80 gap that UA-MT closes
 CONFIG_GAP = {"hc18": ("supervised:16", "uamt_unlabel:16", "supervised:160")}  # else GAP
