@@ -11,7 +11,10 @@ same names, so one loading path serves both.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 # Four stride-2 stages: every input side must be divisible by 2**4.
@@ -115,7 +118,7 @@ class VNet(nn.Module):
     def _maybe_dropout(self, x: torch.Tensor) -> torch.Tensor:
         return self.dropout(x) if self.has_dropout else x
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _check_input(self, x: torch.Tensor) -> None:
         bad = [s for s in x.shape[2:] if s % SIDE_MULTIPLE]
         if x.dim() != self.dimensions + 2 or bad:
             raise ValueError(
@@ -123,17 +126,45 @@ class VNet(nn.Module):
                 f"spatial sides, each a multiple of {SIDE_MULTIPLE}; got {tuple(x.shape)}. Choose --patch_size sides "
                 f"divisible by {SIDE_MULTIPLE}."
             )
+
+    def _encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The features the decoder reads: the four skips and the (MC-dropout) bottleneck."""
         x1 = self.block_one(x)
         x2 = self.block_two(self.block_one_dw(x1))
         x3 = self.block_three(self.block_two_dw(x2))
         x4 = self.block_four(self.block_three_dw(x3))
         x5 = self._maybe_dropout(self.block_five(self.block_four_dw(x4)))
+        return [x1, x2, x3, x4, x5]
 
+    def _decode(self, features: list[torch.Tensor]) -> torch.Tensor:
+        x1, x2, x3, x4, x5 = features
         x6 = self.block_six(self.block_five_up(x5) + x4)
         x7 = self.block_seven(self.block_six_up(x6) + x3)
         x8 = self.block_eight(self.block_seven_up(x7) + x2)
         x9 = self._maybe_dropout(self.block_nine(self.block_eight_up(x8) + x1))
         return self.out_conv(x9)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x)
+        return self._decode(self._encode(x))
+
+    def forward_fp(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """UniMatch's feature perturbation: (logits of x, logits with channel dropout p=0.5 on every encoder feature
+        map the decoder reads). One decoder pass over the clean and dropped features together, so that in train mode
+        BatchNorm normalises both halves with the same batch statistics, as the UniMatch release does."""
+        self._check_input(x)
+        return fp_decode(self._encode(x), self._decode, self.dimensions)
+
+
+def fp_decode(
+    features: list[torch.Tensor], decode: Callable[[list[torch.Tensor]], torch.Tensor], dimensions: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode `features` and their channel-dropped copies in one batch; returns (clean, perturbed) logits."""
+    # Always on (training=True), in eval mode too: the release draws a fresh nn.Dropout2d, which starts in train mode.
+    drop = F.dropout2d if dimensions == 2 else F.dropout3d
+    both = [torch.cat([f, drop(f, p=0.5, training=True)]) for f in features]
+    clean, perturbed = decode(both).chunk(2)
+    return clean, perturbed
 
 
 def count_parameters(model: nn.Module) -> int:

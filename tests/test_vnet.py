@@ -97,3 +97,51 @@ def test_state_dict_names_follow_the_uamt_release(dimensions):
 
 def test_2d_and_3d_networks_have_the_same_module_names():
     assert list(VNet(dimensions=2).state_dict()) == list(VNet(dimensions=3).state_dict())
+
+
+def forward_before_the_encode_decode_split(net: VNet, x: torch.Tensor) -> torch.Tensor:
+    """VNet.forward as it was before it was split into _encode / _decode (copied from that commit, check omitted)."""
+    x1 = net.block_one(x)
+    x2 = net.block_two(net.block_one_dw(x1))
+    x3 = net.block_three(net.block_two_dw(x2))
+    x4 = net.block_four(net.block_three_dw(x3))
+    x5 = net._maybe_dropout(net.block_five(net.block_four_dw(x4)))
+
+    x6 = net.block_six(net.block_five_up(x5) + x4)
+    x7 = net.block_seven(net.block_six_up(x6) + x3)
+    x8 = net.block_eight(net.block_seven_up(x7) + x2)
+    x9 = net._maybe_dropout(net.block_nine(net.block_eight_up(x8) + x1))
+    return net.out_conv(x9)
+
+
+@pytest.mark.parametrize(("dimensions", "shape"), [(3, (2, 1, 32, 32, 16)), (2, (2, 1, 64, 48))])
+@pytest.mark.parametrize("train", [True, False])
+def test_forward_is_bit_identical_to_the_forward_before_the_split(dimensions, shape, train):
+    torch.manual_seed(0)
+    net = VNet(dimensions=dimensions).train(train)
+    x = torch.randn(shape)
+    with torch.no_grad():
+        torch.manual_seed(1)
+        now = net(x)
+        after_now = torch.rand(1)  # the same RNG draws: dropout masks, then what follows
+        torch.manual_seed(1)
+        before = forward_before_the_encode_decode_split(net, x)
+        after_before = torch.rand(1)
+    assert torch.equal(now, before)
+    assert torch.equal(after_now, after_before)
+
+
+RECORDED_WEIGHTED_SUM = 557562.9829398774
+
+
+def position_weighted_sum(net: nn.Module) -> float:
+    """Sum of every state_dict tensor, weighted by its position: changes if any tensor or the order of draws does."""
+    return float(sum((i + 1) * t.double().sum() for i, t in enumerate(net.state_dict().values())))
+
+
+def test_construction_still_draws_the_same_initial_weights():
+    """Recorded from the seed-0 3D network before forward_fp and _encode / _decode were added."""
+    torch.manual_seed(0)
+    net = VNet()
+    assert len(net.state_dict()) == 205
+    assert position_weighted_sum(net) == pytest.approx(RECORDED_WEIGHTED_SUM, rel=0, abs=1e-6)
