@@ -7,7 +7,6 @@ python3 summarize.py results/la_half/* --compare uamt_unlabel:16 supervised:16 -
 import argparse
 from pathlib import Path
 
-from dataloaders.la_heart import DataError
 from evaluation.results import (
     gap_closed,
     group_runs,
@@ -20,6 +19,7 @@ from evaluation.results import (
     strip_plot,
 )
 from utils.cli import Parser, run_guarded
+from utils.errors import DataError
 
 
 def summarize(args: argparse.Namespace) -> str:

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dataloaders.la_heart import DataError
 from dataloaders.sources import Source, open_source
+from utils.errors import DataError
 
 
 @dataclass

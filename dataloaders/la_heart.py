@@ -14,12 +14,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from utils.errors import DataError
+
 CASES_FOLDER = "2018LA_Seg_Training Set"
 CASE_FILE = "mri_norm2.h5"
-
-
-class DataError(Exception):
-    """A problem with the user's data; its message names the file and the fix."""
 
 
 def read_list(root: str | Path, split: str) -> list[str]:

@@ -12,14 +12,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dataloaders.la_heart import DataError
 from dataloaders.sources import Source, open_folder, open_source
 from evaluation.prediction import mc_dropout_entropy, overlay_panel
 from evaluation.testing import add_blend_flag, fill_from_training, load_network, resolve_blend
 from evaluation.windows import sliding_window_probability
 from training.cpu_memory import reuse_freed_memory
-from training.options import DEFAULT_PATCH, add_data_flags, check_dimensions, default_device
+from training.options import add_data_flags, check_dimensions, default_device, resolve_patch_size
 from utils.cli import DEVICE_HELP, Parser, check_device, run_guarded
+from utils.errors import DataError
 from utils.precision import add_precision_flag, autocast, resolve_precision
 from utils.threads import add_threads_flag
 
@@ -76,7 +76,7 @@ def predict(args: argparse.Namespace) -> Path:
         reuse_freed_memory()
     net, num_classes = load_network(checkpoint, args.device, has_dropout=args.mc_passes > 0)
     source, ids, default_out = open_cases(args, num_classes)
-    args.patch_size = args.patch_size or list(DEFAULT_PATCH[source.dimensions])
+    args.patch_size = resolve_patch_size(args.patch_size, source.dimensions)
     where = args.input or f"{args.root_path} ({args.split})"
     if net.dimensions != source.dimensions or len(args.patch_size) != net.dimensions:
         raise DataError(

@@ -17,25 +17,27 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from dataloaders.la_heart import DataError
 from evaluation.metrics import METRICS
+from methods import METHODS
+from networks import NETWORKS
+from utils.errors import DataError
 
 # Overlap metrics are reported in percent, as the paper's table does; distances in voxels of volumes, pixels of 2D
 # frames (each case's own grid: test.json's metrics_grid).
 PERCENT_METRICS = ("dice", "jaccard", "precision", "recall")
 HEADINGS = {"dice": "Dice (%)", "jaccard": "Jaccard (%)", "hd95": "95HD ({unit})", "asd": "ASD ({unit})",
             "precision": "Precision (%)", "recall": "Recall (%)"}  # fmt: skip
-METHOD_NAMES = {
-    "supervised": "V-Net (supervised)",
-    "uamt": "UA-MT, consistency on all items",
-    "uamt_unlabel": "UA-MT, consistency on unlabelled items",
-    "uamt_nomask": "MT (mask off), all items",
-    "uamt_unlabel_nomask": "MT (mask off), unlabelled items",
-    "bcp": "BCP (bidirectional copy-paste)",
-    "bcp_equal_work": "BCP, UA-MT's work per run",
-    "uamt_unlabel_bnsplit": "UA-MT, unlabelled items, split BatchNorm",
-    "uamt_unlabel_4plus2": "UA-MT, unlabelled items, 4 + 2 a batch",
-}
+# run.json's method -> its name in the tables, as each method declares it (methods/); a run of another network
+# (--net) is its method's run with "_<net>" appended.
+METHOD_NAMES = {run: name for method in METHODS.values() for run, name in method.display_names.items()}
+
+
+def display_name(method: str) -> str:
+    """A run's method as the tables name it: the method's own name, with a network other than the V-Net named."""
+    for net in NETWORKS:
+        if method.endswith(f"_{net}") and method[: -len(net) - 1] in METHOD_NAMES:
+            return f"{METHOD_NAMES[method[: -len(net) - 1]]}, {net}"
+    return METHOD_NAMES.get(method, method)
 
 
 @dataclass
@@ -148,11 +150,11 @@ def results_table(
         if not runs:
             method, labelled = group.split("@")[0].split(":")
             pending = f"pending (0 of {seeds_per_group} seeds)" if seeds_per_group else "pending"
-            cells = [METHOD_NAMES.get(method, method), f"`{group}`", labelled, "", *[""] * len(METRICS), pending]
+            cells = [display_name(method), f"`{group}`", labelled, "", *[""] * len(METRICS), pending]
             lines.append("| " + " | ".join(cells + ["", ""]) + " |")
             continue
         first = runs[0]
-        cells = [METHOD_NAMES.get(first.method, first.method), f"`{group}`", str(first.labelled), str(first.unlabelled)]
+        cells = [display_name(first.method), f"`{group}`", str(first.labelled), str(first.unlabelled)]
         for metric in METRICS:
             cells.append(format_mean_std(*mean_std([r.mean(metric) for r in runs]), display_scale(metric)))
         seeds = ", ".join(str(r.seed) for r in sorted(runs, key=lambda r: r.seed))

@@ -11,19 +11,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from dataloaders.checks import check_dataset
-from dataloaders.la_heart import DataError
 from dataloaders.sources import open_source
 from evaluation.metrics import METRICS, class_metrics, metric_columns, summarize
 from evaluation.windows import BLENDS, sliding_window_probability, whole_volume_probability
-from networks.vnet import VNet
+from networks import build_network
 from training.checkpoint import load_checkpoint, saved_iterations
 from training.cpu_memory import reuse_freed_memory
-from training.loop import machine_description
-from training.options import DEFAULT_PATCH, add_data_flags, check_dimensions, default_device
-from utils.cli import DEVICE_HELP, Parser, check_device, run_guarded
+from training.options import DEFAULT_NET, add_data_flags, check_dimensions, default_device, resolve_patch_size
+from utils.cli import DEVICE_HELP, Parser, check_device, machine_description, run_guarded
+from utils.errors import DataError
 from utils.precision import add_precision_flag, autocast, resolve_precision
 from utils.threads import add_threads_flag
 
@@ -98,25 +98,33 @@ def fill_from_training(args: argparse.Namespace, checkpoint: Path, names: Sequen
             setattr(args, name, trained.get(name))
 
 
-def load_network(path: Path, device: torch.device | str, has_dropout: bool = False) -> tuple[VNet, int]:
-    """The test-time V-Net (in eval mode; `has_dropout` keeps the dropout layers, for Monte-Carlo passes) with the
-    checkpoint's weights, and its number of classes; `net.dimensions` is 3 or 2 as the checkpoint's."""
+def load_network(
+    path: Path, device: torch.device | str, has_dropout: bool = False, net_name: str | None = None
+) -> tuple[nn.Module, int]:
+    """The test-time network (in eval mode; `has_dropout` keeps the dropout layers, for Monte-Carlo passes) with the
+    checkpoint's weights, and its number of classes; `net.dimensions` is 3 or 2 as the checkpoint's. The network is
+    `net_name`, else the run's --net from run.json beside the checkpoint (a run.json without it: the V-Net)."""
     state = load_checkpoint(path)
     if not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise DataError(f"{path}: not a state_dict of tensors; pass an iter_<N>.pth written by the training scripts")
-    out_conv = state.get("out_conv.weight")
+    net_name = net_name or training_settings(path).get("net", DEFAULT_NET)
+    # The output convolution, the last weight with a kernel: (K, C, 1, 1, 1) in 3D, (K, C, 1, 1) in 2D; anything
+    # else is reported below as a mis-shaped key of the 3D network.
+    kernels = [v for v in state.values() if v.ndim >= 4]
+    out_conv = state.get("out_conv.weight", kernels[-1] if kernels else None)
     num_classes = out_conv.shape[0] if out_conv is not None else 2
-    # The 1x1(x1) output conv's weight is (K, C, 1, 1, 1) in 3D, (K, C, 1, 1) in 2D; anything else is reported
-    # below as a mis-shaped key of the 3D network.
     dimensions = 2 if out_conv is not None and out_conv.ndim == 4 else 3
-    net = VNet(n_classes=num_classes, has_dropout=has_dropout, dimensions=dimensions)
+    try:
+        net = build_network(net_name, num_classes, dimensions, has_dropout=has_dropout)
+    except ValueError as error:
+        raise DataError(f"{path}: {error}") from error
     expected = net.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
     if missing or unexpected or wrong:
         raise DataError(
-            f"{path}: not a V-Net checkpoint of this architecture: {len(missing)} missing keys {missing[:2]}, "
+            f"{path}: not a {net_name} checkpoint of this architecture: {len(missing)} missing keys {missing[:2]}, "
             f"{len(unexpected)} unexpected {unexpected[:2]}, {len(wrong)} of another shape {wrong[:2]}"
         )
     net.load_state_dict(state)
@@ -165,7 +173,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
         reuse_freed_memory()
     net, num_classes = load_network(checkpoint, args.device)
     fill_from_training(args, checkpoint, ("patch_size", "center_crop", "resize", "normalization"))
-    args.patch_size = args.patch_size or list(DEFAULT_PATCH[net.dimensions])
+    args.patch_size = resolve_patch_size(args.patch_size, net.dimensions)
     source = open_source(args.root_path, num_classes, args.center_crop, args.resize, args.normalization or "zscore")
     patch_fits = len(args.patch_size) == net.dimensions
     if not patch_fits and not args.whole_volume:  # the whole-volume pass uses no patch

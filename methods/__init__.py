@@ -6,9 +6,10 @@ Each module holds one method; the loop (training/loop.py) knows none of them. To
 
 from methods.base import Method, StepOutput
 from methods.bcp import BCP
+from methods.cps import CPS
 from methods.supervised import Supervised
 from methods.uamt import UAMT, UAMTUnlabel
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (Supervised, UAMT, UAMTUnlabel, BCP)}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (Supervised, UAMT, UAMTUnlabel, BCP, CPS)}
 
-__all__ = ["BCP", "METHODS", "Method", "StepOutput", "Supervised", "UAMT", "UAMTUnlabel"]
+__all__ = ["BCP", "CPS", "METHODS", "Method", "StepOutput", "Supervised", "UAMT", "UAMTUnlabel"]

@@ -1,8 +1,16 @@
 """The interface between the training loop and a method.
 
+A method owns its networks: `self.trained` (name -> network: each goes to the optimiser, to DDP and to the
+checkpoint) and `self.kept` (e.g. EMA teachers: checkpoint and resume only, never the optimiser); `evaluated` names
+the network whose weights iter_<N>.pth holds, the one test_LA.py and predict.py evaluate.
+
 Per iteration the loop calls `start_iteration` (a method may switch stage there), sets the optimiser's lr to
-`learning_rate(t)`, calls `step` on the batch, checks the loss, steps the optimiser and calls `end_iteration` (e.g.
-the teacher's EMA update). Data, devices, DDP, signals, checkpoints, resume and logging stay in the loop.
+`learning_rate(t)`, calls `step` on the batch with a forward for each trained network, checks the loss, steps the
+optimiser and calls `end_iteration` (e.g. the teacher's EMA update). Data, devices, DDP, signals, checkpoints, resume
+and logging stay in the loop, which knows no method and no number of networks.
+
+What the results tables need comes from the method too: `script`, `display_names`, and `schedule_flags` (flags of a
+results table's config that this method's runs take, e.g. UA-MT's ramp).
 """
 
 from __future__ import annotations
@@ -28,22 +36,42 @@ class StepOutput:
     images: Callable[[], dict[str, np.ndarray]] | None = None
 
 
+Forward = Callable[[torch.Tensor], torch.Tensor]
+NewNetwork = Callable[[], nn.Module]
+
+
 class Method:
-    """One training method. Subclasses set `name` (run.json's method, the results tables' group) and implement
-    `step`; a method with a teacher sets `self.teacher` (saved and resumed with the student)."""
+    """One training method. Subclasses set `name` (run.json's method, the results tables' group), `script` and
+    `display_names`, and implement `step`. The base builds the networks of `trained_names` into `trained`; a method
+    adds what it only keeps (e.g. an EMA teacher) to `kept` in its `__init__`."""
 
     name: ClassVar[str] = ""
+    script: ClassVar[str] = ""  # the training script that runs it (the results tables call it)
+    # run.json's method (run_name, with a variant's suffix) -> its name in results tables
+    display_names: ClassVar[dict[str, str]] = {}
     semi_supervised: ClassVar[bool] = False  # batches hold --labeled_bs labelled items, then unlabelled ones
     # The method's flags a resumed run must keep (it refuses a state saved with another value), each with the value
     # of states saved before the flag existed.
     resume_must_match: ClassVar[dict[str, object]] = {}
+    # A results table's schedule flags (benchmarks/run_table.py Scale.flags) that this method's runs take.
+    schedule_flags: ClassVar[tuple[str, ...]] = ()
+    # The networks it trains, built in this order from the seeded generator (their initial weights follow it), and
+    # the one iter_<N>.pth holds for test_LA.py and predict.py.
+    trained_names: ClassVar[tuple[str, ...]] = ("student",)
+    evaluated: ClassVar[str] = "student"
 
-    def __init__(self, args: argparse.Namespace, new_network: Callable[[], nn.Module]):
+    def __init__(self, args: argparse.Namespace, new_network: NewNetwork):
         self.args = args
-        self.teacher: nn.Module | None = None
-        # How to call a network of the method (e.g. the teacher): the loop sets it to run forwards under
+        self.trained: dict[str, nn.Module] = {name: new_network() for name in self.trained_names}
+        self.kept: dict[str, nn.Module] = {}
+        # How to call a network the method runs itself (e.g. a teacher): the loop sets it to run forwards under
         # --precision (bf16 autocast, float32 logits out); fp32 calls the network itself.
-        self.forward_of: Callable[[nn.Module], Callable[[torch.Tensor], torch.Tensor]] = lambda net: net
+        self.forward_of: Callable[[nn.Module], Forward] = lambda net: net
+
+    @property
+    def networks(self) -> dict[str, nn.Module]:
+        """Every network of the method, trained ones first: what the checkpoint holds."""
+        return self.trained | self.kept
 
     @staticmethod
     def add_flags(parser: argparse.ArgumentParser) -> None:
@@ -58,22 +86,26 @@ class Method:
         """The method as run.json and the results tables name it (an ablation may add a suffix)."""
         return self.name
 
+    def parameter_groups(self) -> list[dict[str, object]]:
+        """The optimiser's parameter groups: by default one, every trained network's parameters in order."""
+        return [{"params": [p for net in self.trained.values() for p in net.parameters()]}]
+
     def learning_rate(self, iteration: int) -> float:
         """lr for the 0-based iteration t: x0.1 every --lr_step iterations (the release's schedule)."""
         return ramps.step_lr(iteration, self.args.base_lr, self.args.lr_step)
 
-    def start_iteration(self, iteration: int, student: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    def start_iteration(self, iteration: int, optimizer: torch.optim.Optimizer) -> None:
         """Before the step of iteration t (e.g. a stage change)."""
 
     def step(
-        self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, labeled: slice, iteration: int
+        self, nets: dict[str, Forward], images: torch.Tensor, labels: torch.Tensor, labeled: slice, iteration: int
     ) -> StepOutput:
-        """The loss of one batch. `model` is the student's forward (DDP and --precision applied: call it, never
-        update it), `labeled` the labelled items of this process's share of the batch; the labels of the other items
-        are placeholders."""
+        """The loss of one batch. `nets` holds a forward of each trained network (DDP and --precision applied: call
+        them, never update them), `labeled` the labelled items of this process's share of the batch; the labels of
+        the other items are placeholders."""
         raise NotImplementedError
 
-    def end_iteration(self, student: nn.Module, iteration: int) -> None:
+    def end_iteration(self, iteration: int) -> None:
         """After the optimiser step of iteration t (e.g. the teacher's EMA update)."""
 
 

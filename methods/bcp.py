@@ -17,17 +17,15 @@ README ("BCP") lists where this differs from the release and why.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
-from torch import nn
 
-from dataloaders.la_heart import DataError
-from methods.base import Method, StepOutput, frozen_teacher, label_grid
+from methods.base import Forward, Method, NewNetwork, StepOutput, frozen_teacher, label_grid
 from utils import ramps
+from utils.errors import DataError
 from utils.mean_teacher import ema_average
 from utils.visualize import slice_grid
 
@@ -101,12 +99,14 @@ def largest_component(labels: np.ndarray) -> np.ndarray:
 
 class BCP(Method):
     name = "bcp"
+    script = "train_bcp.py"
+    display_names = {"bcp": "BCP (bidirectional copy-paste)", "bcp_equal_work": "BCP, UA-MT's work per run"}
     semi_supervised = True
 
-    def __init__(self, args: argparse.Namespace, new_network: Callable[[], nn.Module]):
-        super().__init__(args, new_network)
+    def __init__(self, args: argparse.Namespace, new_network: NewNetwork):
+        super().__init__(args, new_network)  # the student
         # Replaced by the student's weights when stage 2 starts; training mode as the release's ema_model.train().
-        self.teacher = frozen_teacher(new_network)
+        self.kept["teacher"] = self.teacher = frozen_teacher(new_network)
 
     @staticmethod
     def add_flags(p: argparse.ArgumentParser) -> None:
@@ -148,14 +148,14 @@ class BCP(Method):
             else ramps.step_lr(iteration - pre, self.args.base_lr, self.args.lr_step)
         )
 
-    def start_iteration(self, iteration: int, student: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    def start_iteration(self, iteration: int, optimizer: torch.optim.Optimizer) -> None:
         if iteration == self.args.pre_iterations:  # stage 2: teacher = student = stage 1's final weights
-            self.teacher.load_state_dict(student.state_dict())
+            self.teacher.load_state_dict(self.trained["student"].state_dict())
             optimizer.state.clear()  # the release builds a new SGD: no momentum carried over
 
-    def end_iteration(self, student: nn.Module, iteration: int) -> None:
+    def end_iteration(self, iteration: int) -> None:
         if iteration >= self.args.pre_iterations:
-            ema_average(self.teacher, student, self.args.ema_decay)
+            ema_average(self.teacher, self.trained["student"], self.args.ema_decay)
 
     @torch.no_grad()
     def pseudo_labels(self, images: torch.Tensor) -> torch.Tensor:
@@ -165,8 +165,9 @@ class BCP(Method):
         return labels
 
     def step(
-        self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, labeled: slice, iteration: int
+        self, nets: dict[str, Forward], images: torch.Tensor, labels: torch.Tensor, labeled: slice, iteration: int
     ) -> StepOutput:
+        model = nets["student"]
         n = labeled.stop // 2  # items per half: l_a, l_b, u_a, u_b
         if n == 0:
             raise DataError("BCP needs 2+ labelled items per process: raise --labeled_bs")

@@ -4,9 +4,8 @@ upper bound)."""
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from methods.base import Method, StepOutput, label_grid
+from methods.base import Forward, Method, StepOutput, label_grid
 from utils.losses import supervised_loss
 from utils.mean_teacher import hard_dice
 from utils.visualize import slice_grid
@@ -14,11 +13,13 @@ from utils.visualize import slice_grid
 
 class Supervised(Method):
     name = "supervised"
+    script = "train_supervised.py"
+    display_names = {"supervised": "V-Net (supervised)"}
 
     def step(
-        self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, labeled: slice, iteration: int
+        self, nets: dict[str, Forward], images: torch.Tensor, labels: torch.Tensor, labeled: slice, iteration: int
     ) -> StepOutput:
-        logits = model(images)
+        logits = nets["student"](images)
         loss, parts = supervised_loss(logits[labeled], labels[labeled])  # L_s = (CE + Dice) / 2
         scalars = {
             "loss/loss_seg": parts["loss_seg"],

@@ -12,17 +12,15 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections.abc import Callable
 from typing import ClassVar, Literal
 
 import torch
-from torch import nn
 
-from dataloaders.la_heart import DataError
-from methods.base import Method, StepOutput, frozen_teacher, label_grid
+from methods.base import Forward, Method, NewNetwork, StepOutput, frozen_teacher, label_grid
 from methods.supervised import first_item_images
 from training.distributed import requested_world_size
 from utils import ramps
+from utils.errors import DataError
 from utils.losses import supervised_loss
 from utils.mean_teacher import ema_update, hard_dice, side_forward, uncertainty_aware_consistency
 from utils.visualize import slice_grid
@@ -57,14 +55,17 @@ class UAMT(Method):
     """UA-MT with the consistency on every item of the batch (the release's train_LA_meanteacher_certainty.py)."""
 
     name = "uamt"
+    script = "train_uamt.py"
+    display_names = {"uamt": "UA-MT, consistency on all items", "uamt_nomask": "MT (mask off), all items"}
     semi_supervised = True
+    schedule_flags = ("rampup_epoch_iters", "consistency_rampup")
     consistency_on: ClassVar[Literal["all", "unlabeled"]] = "all"
     resume_must_match: ClassVar[dict[str, object]] = {"student_batchnorm": "joint"}  # a run does not switch forwards
 
-    def __init__(self, args: argparse.Namespace, new_network: Callable[[], nn.Module]):
-        super().__init__(args, new_network)
+    def __init__(self, args: argparse.Namespace, new_network: NewNetwork):
+        super().__init__(args, new_network)  # the student
         # A separately initialised network, as in the release; the first EMA update (alpha = 0) copies the student.
-        self.teacher = frozen_teacher(new_network)
+        self.kept["teacher"] = self.teacher = frozen_teacher(new_network)
         warning = short_ramp_warning(args)  # here, after the data checks: a data mistake stays a one-line error
         if warning:
             print(f"warning: {warning}", file=sys.stderr)
@@ -117,9 +118,9 @@ class UAMT(Method):
         return f"{self.name}{mask}" + ("_bnsplit" if self.args.student_batchnorm == "split" else "")
 
     def step(
-        self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, labeled: slice, iteration: int
+        self, nets: dict[str, Forward], images: torch.Tensor, labels: torch.Tensor, labeled: slice, iteration: int
     ) -> StepOutput:
-        a = self.args
+        a, model = self.args, nets["student"]
         if a.student_batchnorm == "split":  # the labelled items normalised by their own batch statistics
             logits = torch.cat([model(images[labeled]), model(images[labeled.stop :])])
         else:
@@ -166,12 +167,19 @@ class UAMT(Method):
 
         return StepOutput(loss, scalars, images_to_log)
 
-    def end_iteration(self, student: nn.Module, iteration: int) -> None:
-        ema_update(self.teacher, student, self.args.ema_decay, iteration)
+    def end_iteration(self, iteration: int) -> None:
+        ema_update(self.teacher, self.trained["student"], self.args.ema_decay, iteration)
 
 
 class UAMTUnlabel(UAMT):
     """UA-MT with the consistency on the unlabelled items only (the authors' recommended setting)."""
 
     name = "uamt_unlabel"
+    script = "train_uamt_unlabel.py"
+    display_names = {
+        "uamt_unlabel": "UA-MT, consistency on unlabelled items",
+        "uamt_unlabel_nomask": "MT (mask off), unlabelled items",
+        "uamt_unlabel_bnsplit": "UA-MT, unlabelled items, split BatchNorm",
+        "uamt_unlabel_4plus2": "UA-MT, unlabelled items, 4 + 2 a batch",
+    }
     consistency_on = "unlabeled"

@@ -14,7 +14,7 @@ from test_end_to_end import run
 import evaluation.predicting as predicting
 import evaluation.testing as testing
 import training.loop as training
-from dataloaders.la_heart import DataError, case_path, read_case
+from dataloaders.la_heart import case_path, read_case
 from dataloaders.sources import open_folder
 from evaluation.testing import load_network
 from evaluation.windows import sliding_window_probability
@@ -22,6 +22,7 @@ from methods import METHODS, UAMTUnlabel
 from networks.vnet import VNet
 from training.checkpoint import load_checkpoint
 from utils.cli import Parser, check_device
+from utils.errors import DataError
 
 # --- a mistyped flag: the error and a guess, not 30 lines of usage ------------------------------------------------
 

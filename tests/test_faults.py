@@ -122,7 +122,7 @@ def test_non_finite_loss_stops_naming_the_iteration_and_keeps_the_last_good_chec
     assert (run / "iter_2.pth").exists() and not (run / "iter_4.pth").exists()
     state = checkpoint.load_checkpoint(run / training.STATE_FILE)
     assert state["iteration"] == 2
-    assert all(torch.isfinite(v).all() for v in state["student"].values() if v.is_floating_point())
+    assert all(torch.isfinite(v).all() for v in state["networks"]["student"].values() if v.is_floating_point())
 
 
 def test_non_finite_weights_are_never_saved(synthetic_root, tmp_path, monkeypatch):

@@ -202,8 +202,8 @@ def test_short_ramp_warning_names_the_fitting_epoch_length():
 
 
 def test_resume_refuses_another_augmentation_and_reads_old_states_as_rot_flip(tmp_path):
-    from dataloaders.la_heart import DataError
     from methods import UAMTUnlabel
+    from utils.errors import DataError
 
     args = training.training_parser("", "x", UAMTUnlabel).parse_args(["--augment", "flip_lr"])
     saved = {k: vars(args)[k] for k in training.RESUME_MUST_MATCH}

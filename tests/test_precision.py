@@ -13,11 +13,11 @@ from conftest import SMALL_PATCH
 import evaluation.predicting as predicting
 import evaluation.testing as testing
 import training.loop as training
-from dataloaders.la_heart import DataError
 from dataloaders.synthetic import make_synthetic_la
 from methods import UAMTUnlabel
 from networks.vnet import VNet
 from utils import precision
+from utils.errors import DataError
 from utils.losses import supervised_loss
 from utils.mean_teacher import ema_update, uncertainty_aware_consistency
 from utils.precision import (

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from conftest import REPO, run_script
 
-from dataloaders.la_heart import CASE_FILE, CASES_FOLDER, DataError, read_case, read_list
+from dataloaders.la_heart import CASE_FILE, CASES_FOLDER, read_case, read_list
 from dataloaders.raw_la import convert_case, convert_dataset, crop_box
+from utils.errors import DataError
 
 SPACING = (0.625, 0.625, 2.5)
 SHAPE = (96, 96, 40)

@@ -11,7 +11,7 @@ from conftest import REPO
 from conftest import run_script as subprocess_run
 from scipy.interpolate import RegularGridInterpolator
 
-from dataloaders.la_heart import DataError, case_path, read_case, read_list
+from dataloaders.la_heart import case_path, read_case, read_list
 from dataloaders.resample import resample_dataset
 from evaluation.metrics import METRICS
 from evaluation.results import (
@@ -24,6 +24,7 @@ from evaluation.results import (
     splice,
     strip_plot,
 )
+from utils.errors import DataError
 
 
 def write_run(folder, method, seed, dice, iterations=300, tested=None, labelled=16, patch_size=None):

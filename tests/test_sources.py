@@ -6,8 +6,8 @@ import pytest
 from PIL import Image
 
 from dataloaders.checks import check_dataset
-from dataloaders.la_heart import DataError
 from dataloaders.sources import ImageFolderSource, LASource, NiftiSource, open_source
+from utils.errors import DataError
 
 
 def zscored(x):

@@ -5,10 +5,10 @@ import torch
 from conftest import run_script as run
 
 import evaluation.testing as testing
-from dataloaders.la_heart import DataError
 from evaluation.predicting import predicting_parser
 from methods import Supervised, UAMTUnlabel
 from training.options import training_parser
+from utils.errors import DataError
 from utils.threads import set_threads
 
 

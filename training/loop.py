@@ -8,39 +8,48 @@ import argparse
 import contextlib
 import json
 import logging
-import os
-import platform
 import random
 import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from tensorboardX import SummaryWriter
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from dataloaders.checks import check_dataset
-from dataloaders.la_heart import DataError, LAHeart, TrainTransform, TwoStreamBatchSampler
-from dataloaders.sources import open_source
-from methods.base import Method
-from networks.vnet import VNet
+from dataloaders.la_heart import LAHeart, TrainTransform, TwoStreamBatchSampler
+from dataloaders.sources import Source, open_source
+from methods.base import Forward, Method, StepOutput
+from networks import build_network
 from training import distributed
-from training.checkpoint import all_finite, load_checkpoint, restore_training_state, save_atomic, training_state
+from training.checkpoint import (
+    all_finite,
+    check_networks,
+    load_checkpoint,
+    restore_training_state,
+    save_atomic,
+    training_state,
+)
 from training.cpu_memory import reuse_freed_memory
 from training.options import (
     DEFAULT_AUGMENT,
-    DEFAULT_PATCH,
+    DEFAULT_NET,
     check_args,
     check_dimensions,
+    resolve_patch_size,
     split_labelled,
     training_parser,
 )
-from utils.cli import RunStopped, check_device, run_guarded
+from utils.cli import RunStopped, check_device, machine_description, run_guarded
+from utils.errors import DataError
 from utils.precision import cast_forward, resolve_precision
 
 IMAGE_EVERY = 50
@@ -50,12 +59,12 @@ STATE_FILE = "state_latest.pth"  # the full training state, for --resume
 
 
 RESUME_MUST_MATCH = ("root_path", "labelnum", "batch_size", "labeled_bs", "patch_size", "seed", "num_classes",
-                     "labeled_list", "center_crop", "resize", "normalization", "augment")  # fmt: skip
+                     "labeled_list", "center_crop", "resize", "normalization", "augment", "net")  # fmt: skip
 
 
 # Flags added after states were first saved: an older state ran with these values.
 RESUME_DEFAULTS = {"num_classes": 2, "labeled_list": "", "center_crop": None, "resize": None, "normalization": "zscore",
-                   "augment": "rot_flip"}  # fmt: skip
+                   "augment": "rot_flip", "net": "vnet"}  # fmt: skip
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -109,13 +118,6 @@ def workers_shut_down(loader: DataLoader) -> Iterator[DataLoader]:
         if loader._iterator is not None:  # torch has no public call for this
             loader._iterator._shutdown_workers()
             loader._iterator = None
-
-
-def machine_description(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
-    cpu = platform.processor() or platform.machine()
-    return f"{os.cpu_count()} CPU cores ({cpu}), {torch.get_num_threads()} torch threads, torch {torch.__version__}"
 
 
 def write_run_info(
@@ -172,31 +174,107 @@ def train(args: argparse.Namespace, method: type[Method]) -> Path:
         distributed.stop(ranks)
 
 
-def _train(
-    args: argparse.Namespace, method_class: type[Method], ranks: distributed.Ranks, device: torch.device
-) -> Path:
-    started = time.perf_counter()
-    main = ranks.is_main
-    semi = method_class.semi_supervised
-    if not semi:
-        args.labeled_bs = args.batch_size
+@dataclass
+class TrainingData:
+    """What the run trains on: every case ID of train.list, the labelled and unlabelled ones it uses (labelled
+    first: the sampler's labelled indices), and the dataset over them."""
+
+    train_ids: list[str]
+    labeled_ids: list[str]
+    unlabeled_ids: list[str]
+    dataset: LAHeart
+
+
+def resolve_configuration(args: argparse.Namespace, method_class: type[Method], device: torch.device) -> Source:
+    """Every default that depends on the data or the method, decided once, here, before anything is written: the
+    patch (the network's dimensionality follows the data's), the augmentation, --precision; then the checks."""
+    if not method_class.semi_supervised:
+        args.labeled_bs = args.batch_size  # a supervised batch is all labelled
     source = open_source(args.root_path, args.num_classes, args.center_crop, args.resize, args.normalization)
-    if args.patch_size is None:  # the network's dimensionality follows the data's
-        args.patch_size = list(DEFAULT_PATCH[source.dimensions])
+    args.patch_size = resolve_patch_size(args.patch_size, source.dimensions)
     check_args(args, method_class)
     if getattr(args, "augment", None) is None:
         args.augment = DEFAULT_AUGMENT[len(args.patch_size)]
     args.precision = resolve_precision(getattr(args, "precision", "fp32"), device, args.patch_size)  # to run.json
-    # Lists and train-case headers first, then every voxel of the cases used as they are loaded: a data mistake
-    # stops the run before it writes anything.
+    return source
+
+
+def load_training_data(args: argparse.Namespace, source: Source, semi: bool) -> TrainingData:
+    """Lists and train-case headers first, then every voxel of the cases used as they are loaded: a data mistake
+    stops the run before it writes anything."""
     report = check_dataset(source, ("train",), args.patch_size)
     train_ids = report.ids["train"]
     dimensions = len(args.patch_size)  # 3: volumes, the paper's V-Net; 2: images
     patch_text = " ".join(map(str, args.patch_size))
     check_dimensions(report.shapes, dimensions, f"--patch_size {patch_text} is {dimensions}D: give one side per axis")
     labeled_ids, unlabeled_ids = split_labelled(args, source, train_ids, semi)
-    used_ids = labeled_ids + unlabeled_ids if semi else labeled_ids  # the sampler's labelled indices come first
+    used_ids = labeled_ids + unlabeled_ids if semi else labeled_ids
     dataset = LAHeart(source, used_ids, TrainTransform(args.patch_size, args.augment), args.num_classes)
+    return TrainingData(train_ids, labeled_ids, unlabeled_ids if semi else [], dataset)
+
+
+def make_loader(
+    args: argparse.Namespace, data: TrainingData, ranks: distributed.Ranks, device: torch.device
+) -> tuple[TwoStreamBatchSampler, DataLoader, torch.Generator]:
+    """Batches of --labeled_bs labelled items, then unlabelled ones, each rank its share."""
+    labelled = len(data.labeled_ids)
+    sampler = TwoStreamBatchSampler(
+        range(labelled), range(labelled, len(data.dataset)), args.batch_size, args.labeled_bs, args.seed,
+        ranks.rank, ranks.world_size,
+    )  # fmt: skip
+    # The loader's own generator: drawing worker seeds from the global one would make dropout and teacher noise
+    # depend on --num_workers (a new single-process iterator draws each epoch, persistent workers don't).
+    loader_generator = torch.Generator().manual_seed(args.seed)
+    loader = DataLoader(
+        data.dataset,
+        batch_sampler=sampler,
+        num_workers=args.num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=args.num_workers > 0,
+        generator=loader_generator,
+        worker_init_fn=_worker_init,
+    )
+    return sampler, loader, loader_generator
+
+
+def build_method(args: argparse.Namespace, method_class: type[Method], device: torch.device) -> Method:
+    """The method with its networks, built in its order from the seeded generator (--net, the data's
+    dimensionality), all in training mode."""
+
+    def new_network() -> nn.Module:
+        return build_network(args.net, args.num_classes, len(args.patch_size)).to(device)
+
+    method = method_class(args, new_network)
+    for net in method.trained.values():
+        net.train()
+    return method
+
+
+def network_forwards(
+    method: Method, args: argparse.Namespace, ranks: distributed.Ranks, device: torch.device, iteration: int
+) -> dict[str, Forward]:
+    """A forward of each trained network, as `step` calls it: under DDP (one wrapper per network: each one's
+    gradients are averaged over the ranks) and --precision; the method's own forwards of other networks (e.g. a
+    teacher) get --precision through `method.forward_of`."""
+    if ranks.world_size > 1:
+        # The networks start equal on every rank (same seed); each rank then draws its own dropout and teacher noise.
+        torch.manual_seed(args.seed + ranks.rank + ranks.world_size * iteration)
+    ids = [device.index] if device.type == "cuda" else None
+    forwards = {}
+    for name, net in method.trained.items():
+        model = DistributedDataParallel(net, device_ids=ids) if ranks.world_size > 1 else net
+        forwards[name] = cast_forward(model, args.precision, device)  # bf16: autocast inside, float32 logits out
+    method.forward_of = lambda net: cast_forward(net, args.precision, device)
+    return forwards
+
+
+def _train(
+    args: argparse.Namespace, method_class: type[Method], ranks: distributed.Ranks, device: torch.device
+) -> Path:
+    started = time.perf_counter()
+    main = ranks.is_main
+    source = resolve_configuration(args, method_class, device)
+    data = load_training_data(args, source, method_class.semi_supervised)
     snapshot = Path(args.model_dir) / args.exp
     resume_from = resume_path(args, snapshot)
     state = load_checkpoint(resume_from) if resume_from else None
@@ -209,47 +287,19 @@ def _train(
     logger = setup_logging(snapshot) if main else logging.getLogger(f"uamt.rank{ranks.rank}")
     logger.disabled = not main
     logger.info(str(vars(args)))
-
-    sampler = TwoStreamBatchSampler(
-        range(args.labelnum), range(args.labelnum, len(used_ids)), args.batch_size, args.labeled_bs, args.seed,
-        ranks.rank, ranks.world_size,
-    )  # fmt: skip
-    # The loader's own generator: drawing worker seeds from the global one would make dropout and teacher noise
-    # depend on --num_workers (a new single-process iterator draws each epoch, persistent workers don't).
-    loader_generator = torch.Generator().manual_seed(args.seed)
-    loader = DataLoader(
-        dataset,
-        batch_sampler=sampler,
-        num_workers=args.num_workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=args.num_workers > 0,
-        generator=loader_generator,
-        worker_init_fn=_worker_init,
-    )
-
-    def new_network() -> VNet:
-        return VNet(n_classes=args.num_classes, has_dropout=True, dimensions=dimensions).to(device)
-
-    student = new_network()
-    optimizer = torch.optim.SGD(student.parameters(), lr=args.base_lr, momentum=0.9, weight_decay=1e-4)
-    method = method_class(args, new_network)
-    teacher = method.teacher  # saved and resumed with the student
-    student.train()
+    sampler, loader, loader_generator = make_loader(args, data, ranks, device)
+    method = build_method(args, method_class, device)
+    optimizer = torch.optim.SGD(method.parameter_groups(), lr=args.base_lr, momentum=0.9, weight_decay=1e-4)
 
     iteration, elapsed_before = 0, 0.0  # training time of the runs this one resumes
     if state is not None:
-        iteration = restore_training_state(state, student, teacher, optimizer, sampler, loader_generator)
+        check_networks(state, method.networks, resume_from)
+        iteration = restore_training_state(state, method.networks, optimizer, sampler, loader_generator)
         elapsed_before = float(state.get("elapsed_s", 0.0))
         logger.info(f"resumed from {resume_from} at iteration {iteration}")
         if main:
             print(f"resumed from {resume_from} at iteration {iteration}")
-    model = student
-    if ranks.world_size > 1:
-        # The networks start equal on every rank (same seed); each rank then draws its own dropout and teacher noise.
-        torch.manual_seed(args.seed + ranks.rank + ranks.world_size * iteration)
-        model = DistributedDataParallel(student, device_ids=[device.index] if device.type == "cuda" else None)
-    forward = cast_forward(model, args.precision, device)  # bf16: autocast inside, float32 logits out
-    method.forward_of = lambda net: cast_forward(net, args.precision, device)
+    nets = network_forwards(method, args, ranks, device, iteration)
 
     def elapsed_s() -> float:
         return elapsed_before + time.perf_counter() - started
@@ -258,13 +308,15 @@ def _train(
         path = snapshot / STATE_FILE
         save_atomic(
             training_state(
-                iteration, batches_done, student, teacher, optimizer, sampler, loader_generator, vars(args), elapsed_s()
+                iteration, batches_done, method.networks, optimizer, sampler, loader_generator, vars(args), elapsed_s()
             ),
             path,
         )
         return path
 
-    logger.info(f"{len(sampler)} iterations per epoch; {len(train_ids)} cases in train.list, {args.labelnum} labelled")
+    logger.info(
+        f"{len(sampler)} iterations per epoch; {len(data.train_ids)} cases in train.list, {args.labelnum} labelled"
+    )
     local_labeled_bs = args.labeled_bs // ranks.world_size  # this rank's share of the batch
     labeled = slice(0, local_labeled_bs)
     clock = time.perf_counter()
@@ -274,14 +326,14 @@ def _train(
     with StopSignals() as stop, writer, bar, workers_shut_down(loader):
         while iteration < args.max_iterations:
             for batches_done, batch in enumerate(loader, start=sampler.skip + 1):
-                method.start_iteration(iteration, student, optimizer)
+                method.start_iteration(iteration, optimizer)
                 lr = method.learning_rate(iteration)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 images = batch["image"].to(device, non_blocking=True)
                 labels = batch["label"].to(device, non_blocking=True)
 
-                out = method.step(forward, images, labels, labeled, iteration)
+                out = method.step(nets, images, labels, labeled, iteration)
                 loss = out.loss
                 scalars = {"lr": lr, **out.scalars}
 
@@ -298,37 +350,18 @@ def _train(
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                method.end_iteration(student, iteration)
+                method.end_iteration(iteration)
                 iteration += 1
 
                 if main:  # rank 0 logs its own share's values
-                    scalars["loss/loss"] = loss
-                    values = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in scalars.items()}
-                    # Wall time since the previous step (data loading and logging included); float() synchronised.
-                    now = time.perf_counter()
-                    values["time/iteration_s"], clock = now - clock, now
-                    for name, value in values.items():
-                        writer.add_scalar(name, value, iteration)
-                    logger.info(f"iteration {iteration}: " + ", ".join(f"{k} {v:.5f}" for k, v in values.items()))
-                    bar.set_postfix(loss=f"{values['loss/loss']:.4f}", lr=f"{lr:.0e}")
-                    bar.update()
-                    if iteration % IMAGE_EVERY == 0 and out.images is not None:
-                        for tag, grid in out.images().items():
-                            writer.add_image(tag, grid, iteration)
+                    clock = log_iteration(writer, logger, bar, out, scalars, loss, lr, iteration, clock)
 
                 saving = iteration % args.save_every == 0 or iteration == args.max_iterations
-                # Never keep a non-finite model. DDP keeps the students equal, so every rank stops here together.
-                if (saving or stopping) and not all_finite(student):
-                    raise RunStopped(f"non-finite weights at iteration {iteration}; nothing saved", 3)
-                if (
-                    (saving or stopping)
-                    and teacher is not None
-                    and not distributed.same_on_all_ranks(teacher, ranks, device)
-                ):
-                    raise RuntimeError(f"the teachers of the ranks differ at iteration {iteration}")
+                if saving or stopping:
+                    check_networks_sound(method, ranks, device, iteration)
                 if saving and main:
                     path = snapshot / f"iter_{iteration}.pth"
-                    save_atomic(student.state_dict(), path)
+                    save_atomic(method.networks[method.evaluated].state_dict(), path)  # what test_LA.py evaluates
                     save_state(batches_done)
                     logger.info(f"saved {path} and {STATE_FILE}")
                 if stopping:
@@ -344,16 +377,57 @@ def _train(
                 if iteration >= args.max_iterations:
                     break
     if main:
-        write_run_info(
-            snapshot,
-            args,
-            method.run_name() + (f"_{args.variant}" if args.variant else ""),
-            len(used_ids) - args.labelnum,
-            elapsed_s(),
-            ranks.world_size,
-        )
+        write_run_info(snapshot, args, run_name(method), len(data.unlabeled_ids), elapsed_s(), ranks.world_size)
         print(f"checkpoints in {snapshot}/, TensorBoard logs: tensorboard --logdir {snapshot / 'log'}")
     return snapshot
+
+
+def run_name(method: Method) -> str:
+    """run.json's method, the results tables' group: the method's name, its --variant, a --net other than the
+    V-Net."""
+    args = method.args
+    variant = f"_{args.variant}" if args.variant else ""
+    net = "" if args.net == DEFAULT_NET else f"_{args.net}"
+    return method.run_name() + variant + net
+
+
+def log_iteration(
+    writer: SummaryWriter,
+    logger: logging.Logger,
+    bar: tqdm,
+    out: StepOutput,
+    scalars: dict[str, object],
+    loss: torch.Tensor,
+    lr: float,
+    iteration: int,
+    clock: float,
+) -> float:
+    """TensorBoard scalars (and images every IMAGE_EVERY iterations), log.txt and the progress bar; returns the
+    clock for the next iteration's wall time."""
+    scalars["loss/loss"] = loss
+    values = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in scalars.items()}
+    # Wall time since the previous step (data loading and logging included); float() synchronised.
+    now = time.perf_counter()
+    values["time/iteration_s"] = now - clock
+    for name, value in values.items():
+        writer.add_scalar(name, value, iteration)
+    logger.info(f"iteration {iteration}: " + ", ".join(f"{k} {v:.5f}" for k, v in values.items()))
+    bar.set_postfix(loss=f"{values['loss/loss']:.4f}", lr=f"{lr:.0e}")
+    bar.update()
+    if iteration % IMAGE_EVERY == 0 and out.images is not None:
+        for tag, grid in out.images().items():
+            writer.add_image(tag, grid, iteration)
+    return now
+
+
+def check_networks_sound(method: Method, ranks: distributed.Ranks, device: torch.device, iteration: int) -> None:
+    """Before a save: never keep a non-finite model (DDP keeps the trained networks equal, so every rank stops here
+    together), and the kept networks (EMA teachers) must be equal on every rank."""
+    if not all(all_finite(net) for net in method.trained.values()):
+        raise RunStopped(f"non-finite weights at iteration {iteration}; nothing saved", 3)
+    for name, net in method.kept.items():
+        if not distributed.same_on_all_ranks(net, ranks, device):
+            raise RuntimeError(f"the {name} networks of the ranks differ at iteration {iteration}")
 
 
 def run_training(method: type[Method], description: str, exp: str) -> None:

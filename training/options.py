@@ -8,11 +8,13 @@ from pathlib import Path
 
 import torch
 
-from dataloaders.la_heart import AUGMENTATIONS, DataError
+from dataloaders.la_heart import AUGMENTATIONS
 from dataloaders.sources import NORMALIZATIONS, Source
 from methods.base import Method
+from networks import NETWORKS
 from networks.vnet import SIDE_MULTIPLE
 from utils.cli import DEVICE_HELP, Parser
+from utils.errors import DataError
 from utils.precision import add_precision_flag
 from utils.threads import add_threads_flag
 
@@ -21,6 +23,12 @@ DEFAULT_PATCH = {3: [112, 112, 80], 2: [256, 256]}
 # --augment when none is given: the release's rot90 + flip, for images too (on HC18 validation frames a left-right
 # mirror alone did worse: RESULTS.md, "HC18").
 DEFAULT_AUGMENT = {3: "rot_flip", 2: "rot_flip"}
+DEFAULT_NET = "vnet"  # the UA-MT V-Net, volumes and frames
+
+
+def resolve_patch_size(patch_size: list[int] | None, dimensions: int) -> list[int]:
+    """--patch_size as given, else the default of the data's dimensionality (training, testing and predicting)."""
+    return list(patch_size) if patch_size else list(DEFAULT_PATCH[dimensions])
 
 
 def default_device() -> str:
@@ -65,6 +73,12 @@ def training_parser(description: str, exp: str, method: type[Method]) -> argpars
         + ", ".join(f"{v} for {d}D" for d, v in sorted(DEFAULT_AUGMENT.items(), reverse=True)),
     )
     p.add_argument("--num_classes", type=int, default=2, help="K: classes of the label maps, background included")
+    p.add_argument(
+        "--net",
+        choices=list(NETWORKS),
+        default=DEFAULT_NET,
+        help="the network (networks/): vnet, the UA-MT V-Net (2D or 3D as the data); unet, a 2D U-Net",
+    )
     p.add_argument("--save_every", type=int, default=1000, help="checkpoint every N iterations (and at the end)")
     p.add_argument("--device", default=default_device(), help=DEVICE_HELP)
     p.add_argument("--num_workers", type=int, default=2, help="data loader processes (0: load in the main one)")

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import os
+import platform
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn, TypeVar
 
 import torch
 
-from dataloaders.la_heart import DataError
+from utils.errors import DataError
 from utils.threads import set_threads
 
 DEVICE_HELP = "cuda, cuda:1, cpu, ...; default: cuda when torch sees one, else cpu"
@@ -118,3 +120,10 @@ def run_guarded(job: Callable[[], T], threads: int | None = None) -> T:
     except (DataError, RunStopped) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(getattr(error, "exit_code", 2))
+
+
+def machine_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
+    cpu = platform.processor() or platform.machine()
+    return f"{os.cpu_count()} CPU cores ({cpu}), {torch.get_num_threads()} torch threads, torch {torch.__version__}"

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dataloaders.la_heart import DataError
+from utils.errors import DataError
 
 PRECISIONS = ("fp32", "bf16", "auto")
 CPUINFO = Path("/proc/cpuinfo")

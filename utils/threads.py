@@ -11,7 +11,7 @@ import argparse
 
 import torch
 
-from dataloaders.la_heart import DataError
+from utils.errors import DataError
 
 
 def add_threads_flag(p: argparse.ArgumentParser) -> None:
