@@ -24,8 +24,18 @@ from pathlib import Path
 from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = {"supervised": "train_supervised.py", "uamt": "train_uamt.py", "uamt_unlabel": "train_uamt_unlabel.py",
-           "bcp": "train_bcp.py"}  # fmt: skip
+sys.path.insert(0, str(REPO))
+
+from methods import METHODS  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A run's own schedule in a config, where it differs from the config's (e.g. a method in two stages)."""
+
+    iterations: int
+    lr_step: int
+    flags: tuple[str, ...] = ()  # e.g. the stage split and the batch
 
 
 @dataclass(frozen=True)
@@ -39,21 +49,24 @@ class Scale:
     stride_xy: int
     stride_z: int
     save_every: int
-    # BCP: (stage 1 iterations, stage 2 iterations, batch size, labelled per batch, lr step of stage 2).
-    bcp: tuple[int, int, int, int, int]
-    # (--variant, schedule): BCP's other schedules, e.g. "equal_work": UA-MT-unlabel's work per run (FLOPs,
-    # benchmarks/work.py).
-    bcp_variants: tuple[tuple[str, tuple[int, int, int, int, int]], ...] = ()
+    # (run name, schedule): runs whose run.json method (<method>[_<variant>]) is listed train on their own schedule.
+    # A variant listed for some config but not this one has no schedule here and is refused.
+    schedules: tuple[tuple[str, Schedule], ...] = ()
     data_flags: tuple[str, ...] = ()  # e.g. 2D --resize, given to every training script (test reads run.json)
     method_flags: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (method, flags): given to that method's runs only
     labeled_lists: tuple[tuple[int, str], ...] = ()  # (labelled count, --labeled_list file): instead of the first N
+
+
+def bcp_stages(pre_iterations: int, batch_size: int, labeled_bs: int) -> tuple[str, ...]:
+    return ("--pre_iterations", str(pre_iterations), "--batch_size", str(batch_size), "--labeled_bs", str(labeled_bs))
 
 
 # fmt: off
 CONFIGS = {
     # The paper: full resolution, 6000 iterations, windows at stride 18/4.
     # BCP as its release runs LA: 2000 + 15000 iterations at batch 4 + 4.
-    "paper": Scale("data/LA", (112, 112, 80), 6000, 2500, 150, 40, 18, 4, 1000, (2000, 15000, 8, 4, 2500)),
+    "paper": Scale("data/LA", (112, 112, 80), 6000, 2500, 150, 40, 18, 4, 1000,
+                   schedules=(("bcp", Schedule(17000, 2500, bcp_stages(2000, 8, 4))),)),
     # The LA-half arena (prepare_la_half.py; volumes ~97x71x44), sized for 2 CPU cores (RESULTS.md): a 48x48x32
     # patch, 1200 iterations, lr x0.1 every 500, lambda(t) ramped over 8 epochs of 150 iterations (0.1 at the end),
     # test windows at the reference's density on the half grid (stride 9 in x, y, 2 in z). BCP: 400 pre-training
@@ -61,8 +74,13 @@ CONFIGS = {
     # iteration is 30 forward-equivalents (177 GFLOP at this patch), BCP's 6 (stage 1) and 8 (stage 2), so 1200 + 3600
     # iterations do UA-MT's 1200 x 30 (stage 1 a quarter, as above; the lr step scaled with stage 2: 1500).
     "la_half": Scale(
-        "data/LA_half", (48, 48, 32), 1200, 500, 150, 8, 9, 2, 200, (400, 1200, 4, 2, 500),
-        bcp_variants=(("equal_work", (1200, 3600, 4, 2, 1500)),),
+        "data/LA_half", (48, 48, 32), 1200, 500, 150, 8, 9, 2, 200,
+        schedules=(("bcp", Schedule(1600, 500, bcp_stages(400, 4, 2))),
+                   ("bcp_equal_work", Schedule(4800, 1500, bcp_stages(1200, 4, 2))),
+                   # CPS at 2 + 2 does 23.9 forward-equivalents an iteration (benchmarks/work.py), 20 % under
+                   # UA-MT-unlabel's 30.0: UA-MT's work per run is 1500 iterations, the lr step and lambda's ramp
+                   # scaled with them (x1.25).
+                   ("cps_equal_work", Schedule(1500, 625, ("--rampup_epoch_iters", "188")))),
     ),
     # HC18 fetal-head ultrasound frames (2D, ~540x800, train.list 160 / test.list 40), sized for 2 CPU cores
     # (RESULTS.md, "HC18"): every frame resized to 128x192 (its 2:3 aspect) and trained whole (patch = frame), 600
@@ -73,7 +91,8 @@ CONFIGS = {
     # iterations, then 400 of self-training. One test window per frame. The 16 labelled frames are every 10th ID of
     # train.list, not the first 16: HC18's IDs run from small heads to large ones (RESULTS.md, "HC18").
     "hc18": Scale(
-        "data/HC18", (128, 192), 600, 250, 15, 40, 32, 4, 200, (200, 400, 4, 2, 250),
+        "data/HC18", (128, 192), 600, 250, 15, 40, 32, 4, 200,
+        schedules=(("bcp", Schedule(600, 250, bcp_stages(200, 4, 2))),),
         data_flags=("--resize", "128", "192"),
         method_flags=(("uamt_unlabel", ("--batch_size", "6", "--labeled_bs", "4", "--student_batchnorm", "joint")),),
         labeled_lists=((16, "benchmarks/hc18_labelled_16.list"),),
@@ -108,11 +127,15 @@ GROUPS = {
     "uamt_unlabel_4plus2:8": Group("uamt_unlabel", 8, ("--batch_size", "6", "--labeled_bs", "4"), variant="4plus2"),
     # UA-MT-unlabel with the labelled items' own BatchNorm statistics (HC18: issue 13's cause)
     "uamt_unlabel_bnsplit:16": Group("uamt_unlabel", 16, ("--student_batchnorm", "split")),
+    # Cross pseudo supervision: two networks (its lambda ramped as UA-MT's, README "Cross pseudo supervision")
+    "cps:8": Group("cps", 8),
+    "cps:16": Group("cps", 16),
+    "cps_equal_work:8": Group("cps", 8, variant="equal_work"),
 }
 DEFAULT_GROUPS = list(GROUPS)[:8]
 CONFIG_GROUPS = {"hc18": ["supervised:160", "uamt_unlabel:16", "supervised:16", "bcp:16", "uamt_unlabel_bnsplit:16"],
                  "la_half": [*DEFAULT_GROUPS, "bcp_equal_work:8", "uamt_unlabel_4plus2:16",
-                             "uamt_unlabel_4plus2:8"]}  # fmt: skip
+                             "uamt_unlabel_4plus2:8", "cps:8", "cps:16", "cps_equal_work:8"]}  # fmt: skip
 # (any other config: DEFAULT_GROUPS)
 # The paired tests of the table: (A, B) for each that has both groups.
 COMPARE = [("uamt_unlabel:8", "supervised:8"), ("uamt_unlabel:16", "supervised:16"),
@@ -124,6 +147,8 @@ COMPARE = [("uamt_unlabel:8", "supervised:8"), ("uamt_unlabel:16", "supervised:1
            ("uamt_unlabel_4plus2:16", "supervised:16"), ("uamt_unlabel_4plus2:16", "uamt_unlabel:16"),
            ("uamt_unlabel_4plus2:8", "supervised:8"), ("uamt_unlabel_4plus2:8", "uamt_unlabel:8"),
            ("bcp_equal_work:8", "uamt_unlabel_4plus2:8"),
+           ("cps:8", "supervised:8"), ("cps:8", "uamt_unlabel:8"), ("cps:16", "supervised:16"),
+           ("cps:16", "uamt_unlabel:16"), ("cps_equal_work:8", "uamt_unlabel:8"), ("cps_equal_work:8", "supervised:8"),
            ("uamt_unlabel_bnsplit:16", "supervised:16"), ("uamt_unlabel_bnsplit:16", "uamt_unlabel:16")]  # fmt: skip
 GAP = ("supervised:16", "uamt_unlabel:16", "supervised:80")  # the share of the 16 -> 80 gap that UA-MT closes
 CONFIG_GAP = {"hc18": ("supervised:16", "uamt_unlabel:16", "supervised:160")}  # else GAP
@@ -135,27 +160,24 @@ def job_commands(
 ) -> tuple[str, list[list[str]], int]:
     """The run's name, its train and test commands, and its final iteration."""
     method, labelnum, flags, variant = GROUPS[group]
-    extra = [*flags, *(["--variant", variant] if variant else [])]
-    iterations, lr_step = scale.iterations, scale.lr_step
-    if method == "bcp":
-        schedule = scale.bcp if variant is None else dict(scale.bcp_variants).get(variant)
-        if schedule is None:
-            raise SystemExit(f"error: --groups {group}: this config has no schedule for it (la_half has)")
-        pre, stage_2, batch, labeled_bs, lr_step = schedule
-        iterations = pre + stage_2
-        extra = [*extra, "--pre_iterations", str(pre), "--batch_size", str(batch), "--labeled_bs", str(labeled_bs)]
+    run_name = method + (f"_{variant}" if variant else "")
+    schedules = dict(scale.schedules)
+    if variant and run_name not in schedules and any(run_name in dict(c.schedules) for c in CONFIGS.values()):
+        raise SystemExit(f"error: --groups {group}: this config has no schedule for it")
+    schedule = schedules.get(run_name) or schedules.get(method) or Schedule(scale.iterations, scale.lr_step)
+    iterations, lr_step = schedule.iterations, schedule.lr_step
+    extra = [*flags, *(["--variant", variant] if variant else []), *schedule.flags]
     exp = f"{group.replace(':', '_')}_seed{seed}"
     common = ["--root_path", scale.root, "--model_dir", model_dir, "--patch_size", *map(str, scale.patch),
               "--device", device] + (["--precision", precision] if precision != "fp32" else [])  # fmt: skip
-    train = [sys.executable, SCRIPTS[method], *common, "--exp", exp, "--labelnum", str(labelnum), "--seed", str(seed),
+    train = [sys.executable, METHODS[method].script, *common, "--exp", exp, "--labelnum", str(labelnum),
+             "--seed", str(seed),
              "--max_iterations", str(iterations), "--lr_step", str(lr_step),
              "--save_every", str(scale.save_every), "--num_workers", "0", "--resume", "auto",
              *scale.data_flags]  # fmt: skip
     train += [flag for name, flags in scale.method_flags if name == method for flag in flags]
     train += [flag for count, path in scale.labeled_lists if count == labelnum for flag in ("--labeled_list", path)]
-    if method.startswith("uamt"):
-        train += ["--rampup_epoch_iters", str(scale.rampup_epoch_iters),
-                  "--consistency_rampup", str(scale.consistency_rampup)]  # fmt: skip
+    train += [x for flag in METHODS[method].schedule_flags for x in (f"--{flag}", str(getattr(scale, flag)))]
     train += extra  # last: a group's own flags override the config's per-method ones
     test = [sys.executable, "test_LA.py", *common, "--model", exp, "--iteration", str(iterations),
             "--stride_xy", str(scale.stride_xy), "--stride_z", str(scale.stride_z), "--save_nifti", "0"]  # fmt: skip

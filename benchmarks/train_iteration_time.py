@@ -3,6 +3,8 @@
     python3 benchmarks/train_iteration_time.py                 # UA-MT-unlabel, 112x112x80, batch 2+2, T = 8
     python3 benchmarks/train_iteration_time.py --iterations 6 --method supervised --device cuda
     python3 benchmarks/train_iteration_time.py --precision bf16 --patch_size 48 48 32 --json out.json
+    python3 benchmarks/train_iteration_time.py --method bcp --batch_size 4 --labeled_bs 2 --pre_iterations 1
+    (flags the benchmark does not know go to the method; BCP above: its stage 2, stage 1 dropped with the warm-up)
 
 Prints the median (and min, max) of the per-iteration times after the first, as logged in log.txt by the loop,
 the peak resident memory of the process, and the achieved GFLOP/s beside what a plain matrix product (float32, or
@@ -22,22 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from benchmarks.work import forward_flop, matmul_gflops, write_figures  # noqa: E402
+from benchmarks.work import forward_equivalents, forward_flop, matmul_gflops, write_figures  # noqa: E402
 from dataloaders.synthetic import make_synthetic_la  # noqa: E402
 from methods import METHODS  # noqa: E402
 from training.loop import train
 from training.options import training_parser
 from utils.cli import Parser  # noqa: E402
-
-
-def forwards_per_iteration(method: str, batch_size: int, labeled_bs: int, mc_passes: int) -> int:
-    """One forward = 1; a student forward + backward on an item ~ 3 (backward: gradients of inputs and weights).
-    UA-MT: the student on the whole batch, the teacher 1 + T forwards on each consistency item. BCP (stage 2): the
-    student on the labeled_bs mixed images, the teacher once on each unlabelled item."""
-    if method == "bcp":
-        return 3 * labeled_bs + (batch_size - labeled_bs)
-    consistency_items = {"supervised": 0, "uamt": batch_size, "uamt_unlabel": batch_size - labeled_bs}[method]
-    return 3 * batch_size + consistency_items * (1 + mc_passes)
 
 
 def main() -> None:
@@ -50,20 +42,18 @@ def main() -> None:
     parser.add_argument("--cpu_allocator", choices=["reuse", "system"], default="reuse")
     parser.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32", help="as training's flag")
     parser.add_argument("--json", default="", help="also write the figures to this file")
-    args = parser.parse_args()
+    args, method_flags = parser.parse_known_args()  # the rest: the method's flags (BCP: --pre_iterations 1, ...)
 
     with tempfile.TemporaryDirectory() as tmp:
         side = [s + 8 for s in args.patch_size]
         root = make_synthetic_la(Path(tmp) / "data", n_train=4, n_test=0, shape_range=(side, side), seed=0)
         method = METHODS[args.method]
         semi = method.semi_supervised
-        # BCP: its stage 2 (the first iteration, stage 1, is dropped with the warm-up).
-        bcp = ["--batch_size", "4", "--labeled_bs", "2", "--pre_iterations", "1"] if args.method == "bcp" else []
         train_args = training_parser("", "bench", method).parse_args(
             ["--root_path", str(root), "--model_dir", str(Path(tmp) / "model"), "--labelnum", "2" if semi else "4",
              "--patch_size", *map(str, args.patch_size), "--max_iterations", str(args.iterations),
              "--device", args.device, "--num_workers", str(args.num_workers), "--cpu_allocator", args.cpu_allocator,
-             *bcp, "--precision", args.precision]
+             "--precision", args.precision, *method_flags]
         )  # fmt: skip
         run = train(train_args, method)
         log = (run / "log.txt").read_text()
@@ -71,7 +61,10 @@ def main() -> None:
     times = [float(t) for t in re.findall(r"time/iteration_s ([0-9.]+)", log)][1:]
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     median = statistics.median(times)
-    work = forward_flop(args.patch_size) * forwards_per_iteration(args.method, 4, 2, 8)
+    # The step's forward-equivalents counted at a small patch (convolutions scale with the voxels), at the last
+    # timed iteration (a method in stages: the stage that was timed).
+    equivalents = forward_equivalents(args.method, method_flags, [32] * len(args.patch_size), args.iterations - 1)
+    work = forward_flop(args.patch_size) * equivalents
     print(
         f"method={args.method} patch={args.patch_size} device={args.device} allocator={args.cpu_allocator} "
         f"precision={precision}: median {median:.2f} s per iteration (min {min(times):.2f}, max {max(times):.2f}, "

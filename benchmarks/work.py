@@ -1,5 +1,10 @@
-"""What the benchmarks count: FLOP of a V-Net forward, and the float32 matrix-product rate of the device (the floor
-any implementation of the same work would need)."""
+"""What the benchmarks count: FLOP of a V-Net forward, a method's work per training iteration in forward-equivalents
+(its step's forward and backward FLOP over one forward of one item), and the float32 matrix-product rate of the
+device (the floor any implementation of the same work would need).
+
+    python3 benchmarks/work.py --method cps --patch_size 48 48 32 --batch_size 4 --labeled_bs 2
+    python3 benchmarks/work.py --method bcp --batch_size 4 --labeled_bs 2 --pre_iterations 400 --at 0 400
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+from methods import METHODS  # noqa: E402
+from networks import build_network  # noqa: E402
 from networks.vnet import VNet  # noqa: E402
+from training.options import training_parser  # noqa: E402
 
 
 def forward_flop(patch_size: list[int]) -> int:
@@ -21,6 +29,28 @@ def forward_flop(patch_size: list[int]) -> int:
     with counter, torch.no_grad():
         VNet(n_classes=2, has_dropout=True).to("meta")(torch.zeros(1, 1, *patch_size, device="meta"))
     return counter.get_total_flops()
+
+
+def forward_equivalents(method_name: str, flags: list[str], patch_size: list[int], iteration: int = 1) -> float:
+    """A method's work at iteration t in forward-equivalents: the FLOP of its step (every forward, the teacher's and
+    the pseudo-labels' included, and the backward) over those of one V-Net forward of one item, counted by torch on
+    a real step at `patch_size` (convolutions and matrix products). Data loading and the optimiser are not counted."""
+    method_class = METHODS[method_name]
+    args = training_parser("", "work", method_class).parse_args([*flags, "--patch_size", *map(str, patch_size)])
+    if not method_class.semi_supervised:
+        args.labeled_bs = args.batch_size
+    method_class.check_args(args)
+    method = method_class(args, lambda: build_network(args.net, args.num_classes, len(patch_size)))
+    images = torch.randn(args.batch_size, 1, *patch_size)
+    labels = torch.randint(0, args.num_classes, (args.batch_size, *patch_size))
+    method.start_iteration(iteration, torch.optim.SGD(method.parameter_groups(), lr=args.base_lr))
+    counter = FlopCounterMode(display=False)
+    with counter:
+        method.step(dict(method.trained), images, labels, slice(0, args.labeled_bs), iteration).loss.backward()
+    one = FlopCounterMode(display=False)
+    with one, torch.no_grad():
+        build_network(args.net, args.num_classes, len(patch_size))(images[:1])
+    return counter.get_total_flops() / one.get_total_flops()
 
 
 def matmul_gflops(device: str, size: int = 2048, repeats: int = 10, dtype: torch.dtype = torch.float32) -> float:
@@ -40,3 +70,17 @@ def write_figures(path: str, times: list[float], median: float, **fields: object
 
     figures = {"median_s": median, "min_s": min(times), "max_s": max(times), "n": len(times), **fields}
     Path(path).write_text(json.dumps(figures, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--method", choices=list(METHODS), required=True)
+    parser.add_argument("--patch_size", type=int, nargs="+", default=[48, 48, 32], help="default: the LA-half arena's")
+    parser.add_argument("--at", type=int, nargs="+", default=[1], help="iterations to count (a method's stages)")
+    known, flags = parser.parse_known_args()
+    torch.manual_seed(0)
+    for t in known.at:
+        work = forward_equivalents(known.method, flags, known.patch_size, t)
+        print(f"{known.method} {' '.join(flags)} at iteration {t}: {work:.2f} forward-equivalents per iteration")
