@@ -23,7 +23,7 @@ from utils.errors import DataError
 
 
 def summarize(args: argparse.Namespace) -> str:
-    groups = group_runs(load_run(path, args.split) for path in args.runs)
+    groups = group_runs(load_run(path, args.split, args.postprocess) for path in args.runs)
     text = results_table(groups, args.expect or (), args.seeds)
     ordered = {g: groups[g] for g in (args.expect or []) if g in groups} | groups  # the table's order
     if any(len(runs) > 1 for runs in groups.values()):
@@ -54,6 +54,8 @@ if __name__ == "__main__":
     parser = Parser(description=__doc__)
     parser.add_argument("runs", nargs="+", help="run folders (model/<exp>), each trained and tested at its end")
     parser.add_argument("--split", default="test", help="the list the runs were tested on")
+    parser.add_argument("--postprocess", choices=["none", "lcc"], default="none",
+                        help="lcc: read the tests of test_LA.py --postprocess lcc (<split>_iter_<N>_lcc/)")  # fmt: skip
     parser.add_argument("--compare", nargs=2, action="append", metavar=("A", "B"), help="groups, e.g. uamt_unlabel:16")
     parser.add_argument("--metric", default="dice", help="metric of the paired tests, the gap and the figure")
     parser.add_argument("--expect", nargs="+", help="groups of the table in order; those without runs show as pending")

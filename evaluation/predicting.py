@@ -13,6 +13,7 @@ import torch
 from tqdm import tqdm
 
 from dataloaders.sources import Source, open_folder, open_source
+from evaluation.postprocess import add_postprocess_flag, postprocess
 from evaluation.prediction import mc_dropout_entropy, overlay_panel
 from evaluation.testing import add_blend_flag, fill_from_training, load_network, resolve_blend
 from evaluation.windows import sliding_window_probability
@@ -44,6 +45,7 @@ def predicting_parser() -> argparse.ArgumentParser:
     p.add_argument("--stride_z", type=int, default=4, help="window step along z (3D only)")
     p.add_argument("--windows_per_batch", type=int, default=4, help="sliding windows per forward pass")
     add_blend_flag(p)
+    add_postprocess_flag(p, "; the uncertainty map is not changed")
     p.add_argument("--mc_passes", type=int, default=8, help="T dropout passes for the uncertainty map; 0: none")
     p.add_argument("--overlays", type=int, default=1, choices=[0, 1], help="1: write <ID>_overlay.png")
     p.add_argument("--device", default=default_device(), help=DEVICE_HELP)
@@ -100,7 +102,7 @@ def predict(args: argparse.Namespace) -> Path:
         # Everything written is on the case's own grid (a 2D frame at its size), as test_LA.py computes it.
         with autocast(args.precision, args.device):  # bf16: the forwards only; the windows' softmax is float32
             frame_probability = source.probability_to_original(case_id, probability(net, image))
-            prediction = frame_probability.argmax(0).cpu().numpy().astype(np.uint8)
+            prediction = postprocess(frame_probability.argmax(0).cpu().numpy().astype(np.uint8), args.postprocess)
             outputs = {"pred": prediction}
             if args.mc_passes:
                 uncertainty = mc_dropout_entropy(net, image, args.mc_passes, probability).astype(np.float32)
@@ -110,7 +112,10 @@ def predict(args: argparse.Namespace) -> Path:
             frame = source.original_image(case_id, image)
             panel = overlay_panel(frame, prediction, outputs.get("uncertainty"), math.log(num_classes))
             panel.save(out / f"{case_id}_overlay.png")
-    print(f"{len(ids)} predictions in {out}/")
+    print(
+        f"{len(ids)} predictions in {out}/"
+        + ("" if args.postprocess == "none" else f" (--postprocess {args.postprocess})")
+    )
     return out
 
 

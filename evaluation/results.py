@@ -65,6 +65,30 @@ class RunResult:
         finite = values[np.isfinite(values)]
         return float(finite.mean()) if finite.size else math.nan
 
+    def skipped(self, metric: str) -> int:
+        """How many of the run's cases its mean of `metric` leaves out (undefined: NaN)."""
+        return sum(not math.isfinite(case[metric]) for case in self.cases.values())
+
+
+# The means of these leave out the cases where they are undefined: an empty prediction (precision, 95HD, ASD) or an
+# empty label (95HD, ASD). Dice, Jaccard and recall score an empty prediction 0 and keep it.
+SKIPPING_METRICS = ("hd95", "asd", "precision")
+SKIPPED_HEADING = "n skipped: 95HD, ASD / precision"
+SKIPPED_NOTE = (
+    "`n skipped`: cases (summed over a row's seeds, of cases × seeds) that the 95HD and ASD means / the precision mean "
+    "leave out because the metric is undefined there: an empty prediction (or, for the distances, an empty label). "
+    "Those means are over the other cases and flatter a run that misses cases; Dice, Jaccard and recall count an empty "
+    "prediction as 0."
+)
+
+
+def skipped_cell(runs: Sequence[RunResult]) -> str:
+    """'d / p of n': cases the distance means (95HD and ASD: the same cases) and the precision mean of a group's runs
+    leave out, of its case-runs."""
+    distances = max(sum(r.skipped(m) for r in runs) for m in ("hd95", "asd"))
+    precision = sum(r.skipped("precision") for r in runs)
+    return f"{distances} / {precision} of {sum(len(r.cases) for r in runs)}"
+
 
 def read_metrics_csv(path: Path) -> dict[str, dict[str, float]]:
     with open(path, newline="") as f:
@@ -72,18 +96,20 @@ def read_metrics_csv(path: Path) -> dict[str, dict[str, float]]:
     return {row["case"]: {m: float(row[m]) for m in METRICS} for row in rows if row["case"] != "mean"}
 
 
-def load_run(path: str | Path, split: str = "test") -> RunResult:
-    """A finished run and the test of its final iteration."""
+def load_run(path: str | Path, split: str = "test", postprocess: str = "none") -> RunResult:
+    """A finished run and the test of its final iteration (with `postprocess` lcc: test_LA.py --postprocess lcc's,
+    in <split>_iter_<N>_lcc/)."""
     path = Path(path)
     if not (path / "run.json").is_file():
         raise DataError(f"{path}: no run.json; it is written when training finishes: finish (--resume auto) the run")
     info = json.loads((path / "run.json").read_text())
     final = info["iterations"]
-    test = path / f"{split}_iter_{final}"
+    test = path / (f"{split}_iter_{final}" + ("" if postprocess == "none" else f"_{postprocess}"))
     if not (test / "metrics.csv").is_file():
+        flag = "" if postprocess == "none" else f" --postprocess {postprocess}"
         raise DataError(
             f"{test / 'metrics.csv'}: missing; test the final iteration: "
-            f"python3 test_LA.py --model_dir {path.parent} --model {path.name} --iteration {final}"
+            f"python3 test_LA.py --model_dir {path.parent} --model {path.name} --iteration {final}{flag}"
         )
     test_info = json.loads((test / "test.json").read_text()) if (test / "test.json").is_file() else {}
     return RunResult(
@@ -139,10 +165,12 @@ def format_mean_std(mean: float, std: float, scale: float = 1.0) -> str:
 def results_table(
     groups: dict[str, list[RunResult]], expected: Sequence[str] = (), seeds_per_group: int | None = None
 ) -> str:
-    """Markdown: one row per group, each metric as mean ± std over seeds of the per-run means. Groups of `expected`
-    without runs get a pending row, and with `seeds_per_group` a group short of seeds says how many it has."""
+    """Markdown: one row per group, each metric as mean ± std over seeds of the per-run means, and how many cases the
+    95HD / ASD / precision means left out (undefined there; SKIPPED_NOTE under the table when any did). Groups of
+    `expected` without runs get a pending row, and with `seeds_per_group` a group short of seeds says how many it
+    has."""
     header = ["method", "group", "labelled", "unlabelled", *(heading(m, groups) for m in METRICS), "seeds",
-              "train min/run", "test s/case"]  # fmt: skip
+              "train min/run", "test s/case", SKIPPED_HEADING]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     order = list(expected) + [g for g in groups if g not in expected]
     for group in order:
@@ -151,7 +179,7 @@ def results_table(
             method, labelled = group.split("@")[0].split(":")
             pending = f"pending (0 of {seeds_per_group} seeds)" if seeds_per_group else "pending"
             cells = [display_name(method), f"`{group}`", labelled, "", *[""] * len(METRICS), pending]
-            lines.append("| " + " | ".join(cells + ["", ""]) + " |")
+            lines.append("| " + " | ".join(cells + ["", "", ""]) + " |")
             continue
         first = runs[0]
         cells = [display_name(first.method), f"`{group}`", str(first.labelled), str(first.unlabelled)]
@@ -163,7 +191,10 @@ def results_table(
         cells.append(seeds)
         cells.append(f"{np.mean([r.train_wall_s for r in runs]) / 60:.1f}")
         cells.append(f"{np.mean([r.test_wall_s / len(r.cases) for r in runs]):.2f}")
+        cells.append(skipped_cell(runs))
         lines.append("| " + " | ".join(cells) + " |")
+    if any(r.skipped(m) for runs in groups.values() for r in runs for m in SKIPPING_METRICS):
+        lines += ["", SKIPPED_NOTE]
     return "\n".join(lines)
 
 

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from dataloaders.checks import check_dataset
 from dataloaders.sources import open_source
 from evaluation.metrics import METRICS, class_metrics, metric_columns, summarize
+from evaluation.postprocess import add_postprocess_flag, postprocess
 from evaluation.windows import BLENDS, sliding_window_probability, whole_volume_probability
 from networks import build_network
 from training.checkpoint import load_checkpoint, saved_iterations
@@ -35,6 +36,23 @@ METRICS_GRID = (
 )
 
 
+POSTPROCESS_TEXT = {
+    "none": "none",
+    "lcc": "the largest connected component of each foreground class kept (full connectivity), on each case's "
+    "original grid, before the metrics",
+}
+
+
+def test_folder(split: str, iteration: int, whole_volume: bool = False, postprocessing: str = "none") -> str:
+    """The folder of a test under the run: <split>_iter_<N>, with _whole for the whole-volume pass and _lcc for the
+    largest-component post-processing, so that a post-processed test never replaces the plain one."""
+    return (
+        f"{split}_iter_{iteration}"
+        + ("_whole" if whole_volume else "")
+        + ("" if postprocessing == "none" else f"_{postprocessing}")
+    )
+
+
 def testing_parser() -> argparse.ArgumentParser:
     p = Parser(description="Sliding-window evaluation of a checkpoint on test.list.")
     p.add_argument("--root_path", default="data/LA", help="folder with test.list and the case folders")
@@ -47,6 +65,7 @@ def testing_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", help="which <split>.list to evaluate")
     p.add_argument("--windows_per_batch", type=int, default=4, help="sliding windows per forward pass")
     add_blend_flag(p)
+    add_postprocess_flag(p, "; lcc writes <split>_iter_<N>_lcc/ beside the plain test")
     p.add_argument(
         "--whole_volume",
         type=int,
@@ -193,7 +212,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
             f"(predict.py segments unlabelled cases)"
         )
     columns = metric_columns(num_classes)
-    out = run / (f"{args.split}_iter_{args.iteration}" + ("_whole" if args.whole_volume else ""))
+    out = run / test_folder(args.split, args.iteration, bool(args.whole_volume), args.postprocess)
     out.mkdir(parents=True, exist_ok=True)
     args.blend = resolve_blend(args.blend, net.dimensions)
 
@@ -211,7 +230,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
         # Metrics on the case's original grid: a 2D frame cropped or resized for the network gets its class
         # probabilities resized back (bilinear, then argmax) and is compared with its mask as drawn, at its size.
         probability = source.probability_to_original(case_id, probability)
-        prediction = probability.argmax(0).cpu().numpy().astype(np.uint8)
+        prediction = postprocess(probability.argmax(0).cpu().numpy().astype(np.uint8), args.postprocess)
         label = source.original_label(case_id, label)
         rows.append(class_metrics(prediction, label, num_classes))
         tqdm.write(f"{case_id}: " + ", ".join(f"{m} {rows[-1][m]:.4f}" for m in METRICS))
@@ -223,11 +242,11 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
     write_csv(out / "metrics.csv", ids, rows, means, columns)
     wall_s = time.perf_counter() - started
     names = ("iteration", "split", "patch_size", "stride_xy", "stride_z", "whole_volume", "blend", "center_crop",
-             "resize", "precision")  # fmt: skip
+             "resize", "precision", "postprocess")  # fmt: skip
     settings = {k: vars(args)[k] for k in names}
     info = settings | {"num_classes": num_classes, "cases": len(ids), "wall_s": round(wall_s, 1)}
     info["metrics_grid"] = METRICS_GRID
-    info["post_processing"] = "none"
+    info["post_processing"] = POSTPROCESS_TEXT[args.postprocess]
     info["machine"] = machine_description(torch.device(args.device))
     (out / "test.json").write_text(json.dumps(info, indent=1) + "\n")
     print("mean: " + ", ".join(f"{m} {means[m]:.4f}" for m in METRICS))

@@ -21,8 +21,8 @@ import argparse
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage
 
+from evaluation.postprocess import largest_component
 from methods.base import Forward, Method, NewNetwork, StepOutput, frozen_teacher, label_grid
 from utils import ramps
 from utils.errors import DataError
@@ -82,19 +82,6 @@ def mix_loss(
     ce = weight_outside * (F.cross_entropy(logits, labels_outside, reduction="none") * m).sum() / (m.sum() + 1e-16)
     ce = ce + weight_inside * (F.cross_entropy(logits, labels_inside, reduction="none") * i).sum() / (i.sum() + 1e-16)
     return (dice + ce) / 2
-
-
-def largest_component(labels: np.ndarray) -> np.ndarray:
-    """Keep, for each foreground class of one label map, its largest connected component (full connectivity, as
-    skimage's label in the release); a class without voxels stays empty."""
-    kept = np.zeros_like(labels)
-    structure = np.ones((3,) * labels.ndim, dtype=bool)
-    for c in np.unique(labels[labels > 0]):
-        components, count = ndimage.label(labels == c, structure=structure)
-        if count:
-            largest = 1 + int(np.argmax(np.bincount(components.ravel())[1:]))
-            kept[components == largest] = c
-    return kept
 
 
 class BCP(Method):

@@ -94,8 +94,31 @@ def test_table_gives_mean_and_sample_std_over_seeds_of_per_run_means(tmp_path):
     assert supervised[1:4] == ["`supervised:16`", "16", "64"]
     assert supervised[4] == f"77.50 ± {expected_std:.2f}"
     assert supervised[10] == "1, 2"
-    assert supervised[11:] == ["10.0", "2.00 |"]  # 600 s per run; 2 s per case
+    assert supervised[11:] == ["10.0", "2.00", "0 / 0 of 6 |"]  # 600 s per run; 2 s per case; nothing skipped
     assert table[3].split(" | ")[4] == "90.00"
+
+
+def test_table_says_how_many_cases_the_distance_and_precision_means_skipped(tmp_path):
+    """An empty prediction: Dice, Jaccard and recall 0 (kept in their means), precision, 95HD and ASD undefined (NaN,
+    left out of theirs). The table must say so, or the distances of a run that misses cases look better."""
+    run = write_run(tmp_path / "s1", "supervised", 1, [0.8, 0.9, 0.7])
+    lines = (run / "test_iter_300" / "metrics.csv").read_text().splitlines()
+    lines[1] = "case0,0.0,0.0,nan,nan,nan,0.0"  # case0 predicted empty
+    lines[2] = "case1,0.9,0.8,12.0,3.0,0.95,0.9"
+    lines[3] = "case2,0.7,0.6,4.0,1.0,0.75,0.7"
+    (run / "test_iter_300" / "metrics.csv").write_text("\n".join(lines) + "\n")
+    other = write_run(tmp_path / "s2", "supervised", 2, [0.8, 0.8, 0.8])  # nothing skipped on this seed
+    clean = write_run(tmp_path / "u1", "uamt_unlabel", 1, [0.9, 0.9, 0.9])
+    table = results_table(group_runs(load_run(p) for p in (run, other, clean)))
+    lines = table.splitlines()
+    assert lines[0].split(" | ")[-1] == "n skipped: 95HD, ASD / precision |"
+    supervised, semi = lines[2].split(" | "), lines[3].split(" | ")
+    assert supervised[-1] == "1 / 1 of 6 |" and semi[-1] == "0 / 0 of 3 |"
+    # The Dice column counts the empty prediction as 0; the 95HD mean of seed 1 is over cases 1 and 2 only.
+    assert supervised[4] == f"{np.mean([0.8, 1.6 / 3]) * 100:.2f} ± {np.std([0.8, 1.6 / 3], ddof=1) * 100:.2f}"
+    assert supervised[6] == f"{np.mean([8.0, 1.0]):.2f} ± {np.std([8.0, 1.0], ddof=1):.2f}"
+    assert lines[-1].startswith("`n skipped`: cases") and "empty prediction" in lines[-1]
+    assert "`n skipped`" not in results_table(group_runs([load_run(clean)]))  # the note only where a mean skipped
 
 
 def test_distances_are_headed_in_pixels_for_2d_frames_and_voxels_for_volumes(tmp_path):
@@ -241,3 +264,15 @@ def test_per_seed_table_gives_each_runs_mean_under_its_seed(tmp_path):
     table = per_seed_table(group_runs(load_run(p) for p in runs)).splitlines()
     assert table[0] == "| group | seed 1 | seed 2 |"
     assert table[2:] == ["| `supervised:16` | 85.00 | 65.00 |", "| `uamt_unlabel:16` | – | 80.00 |"]
+
+
+def test_load_run_reads_the_lcc_test_beside_the_plain_one(tmp_path):
+    run = write_run(tmp_path / "r", "supervised", 1, [0.8, 0.9])
+    with pytest.raises(DataError, match=r"test_iter_300_lcc/metrics.csv: missing; .*--iteration 300 --postprocess lcc"):
+        load_run(run, postprocess="lcc")
+    (run / "test_iter_300_lcc").mkdir()
+    (run / "test_iter_300_lcc" / "metrics.csv").write_text(
+        (run / "test_iter_300" / "metrics.csv").read_text().replace("case0,0.8", "case0,0.85")
+    )
+    assert load_run(run).mean("dice") == pytest.approx(0.85)
+    assert load_run(run, postprocess="lcc").mean("dice") == pytest.approx(0.875)

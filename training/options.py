@@ -4,6 +4,7 @@ starts (training/loop.py)."""
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 import torch
@@ -59,6 +60,15 @@ def training_parser(description: str, exp: str, method: type[Method]) -> argpars
         p.add_argument("--labeled_bs", type=int, default=2, help="labelled items per batch; the rest are unlabelled")
     p.add_argument("--labelnum", type=int, default=16, help="the first N cases of train.list with a label are labelled")
     p.add_argument("--labeled_list", default="", help="a file of the labelled IDs (one a line), instead of --labelnum")
+    p.add_argument(
+        "--group_by",
+        default="",
+        metavar="REGEX",
+        help="IDs that carry their patient, e.g. '^(patient\\d+)_': the regex's first group (else its match) names "
+        "the patient of each ID, and training refuses a patient with IDs in both train.list and test.list (also "
+        "for a validation split's lists) and a labelled set that takes some of a patient's train.list frames but "
+        "not all; every ID must match; default: no check",
+    )
     p.add_argument("--base_lr", type=float, default=0.01, help="SGD learning rate (momentum 0.9, weight decay 1e-4)")
     p.add_argument("--lr_step", type=int, default=2500, help="lr x 0.1 every this many iterations")
     p.add_argument("--seed", type=int, default=1337, help="seeds the weights, the batches and the augmentations")
@@ -180,4 +190,57 @@ def split_labelled(
         raise DataError(f"{flag} {args.labeled_bs} exceeds the {len(labeled)} labelled cases: lower it")
     if semi and not unlabeled:
         raise DataError(f"--labelnum {args.labelnum} leaves no unlabelled case in train.list: lower it")
+    if getattr(args, "group_by", ""):
+        where = str(args.labeled_list) if args.labeled_list else f"--labelnum {args.labelnum}"
+        check_whole_groups(args.group_by, source, train_ids, labeled, where)
     return labeled, unlabeled
+
+
+def case_groups(pattern: str, ids: list[str], origin: str) -> dict[str, str]:
+    """Each ID's group (its patient) under --group_by `pattern`: the regex's first group where it has one, else the
+    whole match (re.search: anchor it with ^ yourself). A bad regex or an ID it does not match is refused in one line;
+    `origin` names where the IDs come from."""
+    try:
+        regex = re.compile(pattern)
+    except re.error as error:
+        raise DataError(f"--group_by {pattern!r}: not a regular expression ({error})") from error
+    groups = {}
+    for case_id in ids:
+        match = regex.search(case_id)
+        group = (match.group(1) if regex.groups else match.group(0)) if match else None
+        if not group:
+            raise DataError(
+                f"--group_by {pattern!r}: {case_id} (in {origin}) does not match; the pattern must name the patient "
+                f"of every ID (e.g. '^(patient\\d+)_' for patient0001_2CH_ED)"
+            )
+        groups[case_id] = group
+    return groups
+
+
+def check_whole_groups(pattern: str, source: Source, train_ids: list[str], labeled: list[str], where: str) -> None:
+    """--group_by: (a) no patient has IDs in both train.list and test.list (the lists of a validation split are its
+    root's train.list and test.list alike); (b) the labelled set takes whole patients: every train.list ID of a
+    patient with a labelled ID is labelled (unlabelled IDs of other patients are semi-supervision, and fine).
+    `where` names the labelled set in messages (--labeled_list's file, or --labelnum N). One-line DataError."""
+    train_origin, test_origin = source.list_origin("train"), source.list_origin("test")
+    test_ids = source.list_ids("test")
+    train_groups = case_groups(pattern, train_ids, train_origin)
+    test_groups = case_groups(pattern, test_ids, test_origin)
+    by_group: dict[str, list[str]] = {}
+    for case_id, group in train_groups.items():
+        by_group.setdefault(group, []).append(case_id)
+    for case_id, group in test_groups.items():
+        if group in by_group:
+            raise DataError(
+                f"--group_by {pattern!r}: patient {group} is on both sides: {by_group[group][0]} in {train_origin} "
+                f"and {case_id} in {test_origin}; a split takes whole patients: move them to one list"
+            )
+    chosen = set(labeled)
+    for group in dict.fromkeys(train_groups[i] for i in labeled):
+        frames = by_group[group]
+        missing = [i for i in frames if i not in chosen]
+        if missing:
+            raise DataError(
+                f"{where}: patient {group} (--group_by {pattern!r}) has {len(frames) - len(missing)} of its "
+                f"{len(frames)} train.list frames labelled ({missing[0]} is not); label whole patients"
+            )
