@@ -109,6 +109,19 @@ class Method:
         """After the optimiser step of iteration t (e.g. the teacher's EMA update)."""
 
 
+def add_consistency_flags(p: argparse.ArgumentParser, weight: float, rampup: float, what: str) -> None:
+    """lambda(t) = --consistency * r(floor(t / --rampup_epoch_iters) / --consistency_rampup): the UA-MT release's
+    ramp, counted in "epochs" of 150 iterations; `what` says what lambda weighs."""
+    p.add_argument("--consistency", type=float, default=weight, help=f"maximal weight lambda of {what}")
+    p.add_argument(
+        "--consistency_rampup",
+        type=float,
+        default=rampup,
+        help="lambda(t)'s sigmoid ramp in ramp-up epochs; 0: lambda constant from the start",
+    )
+    p.add_argument("--rampup_epoch_iters", type=int, default=150, help="iterations per ramp-up epoch")
+
+
 def frozen_teacher(new_network: Callable[[], nn.Module]) -> nn.Module:
     """A network that only the EMA updates (no gradients), run in training mode (dropout on, BatchNorm batch
     statistics), as the UA-MT and BCP releases run their teachers."""

@@ -18,7 +18,7 @@ import argparse
 import torch
 import torch.nn.functional as F
 
-from methods.base import Forward, Method, StepOutput, label_grid
+from methods.base import Forward, Method, StepOutput, add_consistency_flags, label_grid
 from methods.supervised import first_item_images
 from utils import ramps
 from utils.losses import supervised_loss
@@ -37,14 +37,8 @@ class CPS(Method):
 
     @staticmethod
     def add_flags(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--consistency", type=float, default=1.5, help="lambda: weight of the cross pseudo supervision")
-        p.add_argument(
-            "--consistency_rampup",
-            type=float,
-            default=0.0,
-            help="lambda(t)'s sigmoid ramp in ramp-up epochs; 0: constant lambda from the start (the release)",
-        )
-        p.add_argument("--rampup_epoch_iters", type=int, default=150, help="iterations per ramp-up epoch")
+        # The release's VOC weight 1.5, constant (no ramp).
+        add_consistency_flags(p, 1.5, 0.0, "the cross pseudo supervision")
 
     def step(
         self, nets: dict[str, Forward], images: torch.Tensor, labels: torch.Tensor, labeled: slice, iteration: int

@@ -16,7 +16,7 @@ from typing import ClassVar, Literal
 
 import torch
 
-from methods.base import Forward, Method, NewNetwork, StepOutput, frozen_teacher, label_grid
+from methods.base import Forward, Method, NewNetwork, StepOutput, add_consistency_flags, frozen_teacher, label_grid
 from methods.supervised import first_item_images
 from training.distributed import requested_world_size
 from utils import ramps
@@ -73,10 +73,7 @@ class UAMT(Method):
     @staticmethod
     def add_flags(p: argparse.ArgumentParser) -> None:
         p.add_argument("--ema_decay", type=float, default=0.99, help="teacher = EMA of the student, alpha at most this")
-        p.add_argument("--consistency", type=float, default=0.1, help="maximal consistency weight lambda")
-        p.add_argument("--consistency_rampup", type=float, default=40.0, help="ramp length in ramp-up epochs")
-        # The release counts the ramp of lambda(t) in "epochs" of 150 iterations (iter_num // 150).
-        p.add_argument("--rampup_epoch_iters", type=int, default=150, help="iterations per ramp-up epoch")
+        add_consistency_flags(p, 0.1, 40.0, "the consistency")  # the release: 0.1 at iteration 6000
         p.add_argument("--mc_passes", type=int, default=8, help="T: Monte-Carlo dropout passes of the teacher")
         p.add_argument(
             "--mc_passes_per_forward",
