@@ -249,3 +249,17 @@ def test_train_unimatch_script_then_test_and_predict_on_frames_with_the_unet(tmp
                            "--split", "test", "--mc_passes", "2", "--stride_xy", "16", "--device", "cpu",
                            cwd=tmp_path)  # fmt: skip
     assert predicted.returncode == 0, predicted.stderr
+
+
+def test_the_fp_forward_runs_under_bf16_like_the_plain_forward():
+    """--precision bf16: the loop hands the step a Bf16Forward; forward_fp must run under the same autocast and give
+    float32 logits (close to float32's)."""
+    from utils.precision import Bf16Forward
+
+    torch.manual_seed(3)
+    net, x = TinyFp(), torch.randn(2, 1, 8, 8)
+    clean, perturbed = unimatch.feature_perturbed(Bf16Forward(net, "cpu"), x)
+    assert clean.dtype == perturbed.dtype == torch.float32
+    torch.testing.assert_close(clean, net(x), rtol=0.05, atol=0.05)
+    assert not torch.equal(clean, net(x))  # computed in bf16, not silently in float32
+    torch.testing.assert_close(perturbed, F.conv2d(x, 0.5 * net.weight, net.bias, padding=1), rtol=0.05, atol=0.05)
