@@ -9,7 +9,8 @@ from methods.bcp import BCP
 from methods.cps import CPS
 from methods.supervised import Supervised
 from methods.uamt import UAMT, UAMTUnlabel
+from methods.unimatch import UniMatch
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (Supervised, UAMT, UAMTUnlabel, BCP, CPS)}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (Supervised, UAMT, UAMTUnlabel, BCP, CPS, UniMatch)}
 
-__all__ = ["BCP", "CPS", "METHODS", "Method", "StepOutput", "Supervised", "UAMT", "UAMTUnlabel"]
+__all__ = ["BCP", "CPS", "METHODS", "Method", "StepOutput", "Supervised", "UAMT", "UAMTUnlabel", "UniMatch"]
