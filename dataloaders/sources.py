@@ -31,6 +31,7 @@ NNUNET_CHANNEL = "_0000"  # nnU-Net names the first (only) channel of an image <
 
 
 NORMALIZATIONS = ("zscore", "none")
+US_CENTIMETRE = 3  # DICOM's PhysicalUnitsX/YDirection code for cm (ultrasound region calibration)
 
 
 def normalize(image: np.ndarray, where: Path, normalization: str = "zscore") -> np.ndarray:
@@ -110,6 +111,11 @@ class Source:
 
     def read(self, case_id: str) -> tuple[np.ndarray, np.ndarray | None]:
         raise NotImplementedError
+
+    def pixel_spacing(self, case_id: str) -> tuple[float, ...] | None:
+        """The stored grid's spacing in mm along each axis (rows, columns[, ...]), or None when the file carries none
+        (PNG, LA h5): areas and volumes are then given in pixels only."""
+        return None
 
     # `read` gives a case on the network's grid. Volumes are read on their own grid; 2D frames may be cropped and
     # resized (ImageFolderSource), and these four methods bring results back to the frame's original grid.
@@ -253,6 +259,10 @@ class NiftiSource(Source):
     def spacing(self, case_id: str) -> tuple[float, ...]:
         return tuple(float(z) for z in self._load(self.path(case_id)).header.get_zooms()[:3])
 
+    def pixel_spacing(self, case_id: str) -> tuple[float, ...] | None:
+        """The header's voxel sizes, taken as mm (NIfTI's usual unit; the header's xyzt_units are not checked)."""
+        return self.spacing(case_id)
+
     def write_outputs(
         self, case_id: str, out: Path, arrays: dict[str, np.ndarray], original_grid: bool = False
     ) -> list[Path]:
@@ -303,6 +313,29 @@ def _read_picture(path: Path) -> np.ndarray:
         raise
     except Exception as error:
         raise DataError(f"{path}: not a readable image ({error}); re-export it") from error
+
+
+def dicom_pixel_spacing(path: Path) -> tuple[float, float] | None:
+    """(row spacing, column spacing) in mm of a DICOM frame: PixelSpacing (0028,0030), else the calibration of an
+    ultrasound file's single region (SequenceOfUltrasoundRegions, physical deltas in cm, as echo machines write it);
+    None when neither is there or the values are not positive."""
+    import pydicom  # only needed for DICOM frames
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+    except Exception as error:
+        raise DataError(f"{path}: not a readable DICOM file ({error}); re-export it") from error
+    spacing = ds.get("PixelSpacing")
+    if spacing is not None and len(spacing) == 2:
+        rows, cols = float(spacing[0]), float(spacing[1])  # DICOM orders it row spacing \ column spacing
+    else:
+        regions = ds.get("SequenceOfUltrasoundRegions") or []
+        # Several regions (e.g. a B-mode and a Doppler pane) may differ in scale: only a single one is unambiguous.
+        units = [r.get(f"PhysicalUnits{axis}Direction") for r in regions[:1] for axis in "XY"]
+        if len(regions) != 1 or units != [US_CENTIMETRE, US_CENTIMETRE]:
+            return None
+        rows, cols = 10 * abs(float(regions[0].PhysicalDeltaY)), 10 * abs(float(regions[0].PhysicalDeltaX))
+    return (rows, cols) if rows > 0 and cols > 0 else None
 
 
 class ImageFolderSource(Source):
@@ -406,6 +439,12 @@ class ImageFolderSource(Source):
         mask = self._mask(case_id, image.shape)
         label = None if mask is None else self._geometry(mask, nearest=True)
         return normalize(self._geometry(image, nearest=False), path, self.normalization), label
+
+    def pixel_spacing(self, case_id: str) -> tuple[float, float] | None:
+        """The stored frame's spacing (DICOM only; PNG, JPEG, TIFF and BMP carry none we trust: their dpi tags are
+        print sizes). It is that of the frame's own grid, on which predict.py counts areas, not of the --resize grid."""
+        path = self.path(case_id)
+        return dicom_pixel_spacing(path) if path.suffix.lower() == ".dcm" else None
 
     def original_image(self, case_id: str, image: np.ndarray) -> np.ndarray:
         """The frame as stored (grey levels, not normalised), at its own size."""

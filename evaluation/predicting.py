@@ -4,6 +4,8 @@ predictions in the input's format and geometry, Monte-Carlo-dropout uncertainty 
 from __future__ import annotations
 
 import argparse
+import csv
+import json
 import math
 from functools import partial
 from pathlib import Path
@@ -14,7 +16,7 @@ from tqdm import tqdm
 
 from dataloaders.sources import Source, open_folder, open_source
 from evaluation.postprocess import add_postprocess_flag, postprocess
-from evaluation.prediction import mc_dropout_entropy, overlay_panel
+from evaluation.prediction import default_class_names, mc_dropout_entropy, overlay_panel, structure_sizes
 from evaluation.testing import add_blend_flag, fill_from_training, load_network, resolve_blend
 from evaluation.windows import sliding_window_probability
 from training.cpu_memory import reuse_freed_memory
@@ -48,6 +50,14 @@ def predicting_parser() -> argparse.ArgumentParser:
     add_postprocess_flag(p, "; the uncertainty map is not changed")
     p.add_argument("--mc_passes", type=int, default=8, help="T dropout passes for the uncertainty map; 0: none")
     p.add_argument("--overlays", type=int, default=1, choices=[0, 1], help="1: write <ID>_overlay.png")
+    p.add_argument(
+        "--class_names",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help='the structures\' names, one per class 1..K-1 (e.g. "LV cavity" myocardium "left atrium"): the '
+        "overlay's legend and the areas.csv columns; default: class 1, class 2, ...",
+    )
     p.add_argument("--device", default=default_device(), help=DEVICE_HELP)
     add_threads_flag(p)
     add_precision_flag(p)
@@ -77,6 +87,7 @@ def predict(args: argparse.Namespace) -> Path:
     if torch.device(args.device).type == "cpu":
         reuse_freed_memory()
     net, num_classes = load_network(checkpoint, args.device, has_dropout=args.mc_passes > 0)
+    class_names = resolve_class_names(args.class_names, num_classes, checkpoint)
     source, ids, default_out = open_cases(args, num_classes)
     args.patch_size = resolve_patch_size(args.patch_size, source.dimensions)
     where = args.input or f"{args.root_path} ({args.split})"
@@ -97,6 +108,7 @@ def predict(args: argparse.Namespace) -> Path:
         blend=resolve_blend(args.blend, net.dimensions),
     )  # fmt: skip
 
+    sizes = []
     for case_id in tqdm(ids, ncols=90, desc="predict"):
         image, _ = source.read(case_id)
         # Everything written is on the case's own grid (a 2D frame at its size), as test_LA.py computes it.
@@ -108,15 +120,64 @@ def predict(args: argparse.Namespace) -> Path:
                 uncertainty = mc_dropout_entropy(net, image, args.mc_passes, probability).astype(np.float32)
                 outputs["uncertainty"] = source.map_to_original(case_id, uncertainty)
         source.write_outputs(case_id, out, outputs, original_grid=True)
+        # Counted on the written map, i.e. on the stored frame's grid, whose spacing the file gives (not --resize's).
+        spacing = source.pixel_spacing(case_id)
+        sizes.append((case_id, spacing, *structure_sizes(prediction, num_classes, spacing)))
         if args.overlays:
             frame = source.original_image(case_id, image)
-            panel = overlay_panel(frame, prediction, outputs.get("uncertainty"), math.log(num_classes))
+            panel = overlay_panel(frame, prediction, outputs.get("uncertainty"), math.log(num_classes), class_names)
             panel.save(out / f"{case_id}_overlay.png")
+    sizes_file = write_sizes(out, sizes, class_names, source.dimensions)
+    settings = {
+        "checkpoint": str(checkpoint.resolve()),
+        "cases": args.input or f"{args.root_path} ({args.split})",
+        "num_classes": num_classes,
+        "class_names": class_names,
+        "sizes": sizes_file.name,
+        "blend": resolve_blend(args.blend, net.dimensions),
+        **{k: getattr(args, k) for k in ("patch_size", "center_crop", "resize", "normalization")},
+        **{k: getattr(args, k) for k in ("postprocess", "mc_passes", "stride_xy", "stride_z")},
+    }
+    (out / "predict.json").write_text(json.dumps(settings, indent=1) + "\n")
     print(
         f"{len(ids)} predictions in {out}/"
         + ("" if args.postprocess == "none" else f" (--postprocess {args.postprocess})")
     )
     return out
+
+
+def resolve_class_names(names: list[str] | None, num_classes: int, checkpoint: Path) -> list[str]:
+    """--class_names, one per structure (class 1..K-1) of the checkpoint; default "class 1", ..."""
+    if names is None:
+        return default_class_names(num_classes)
+    if len(names) != num_classes - 1:
+        raise DataError(
+            f"--class_names: {len(names)} names for {checkpoint}, a {num_classes}-class network; give one per "
+            f"structure, classes 1..{num_classes - 1} (background is not named)"
+        )
+    return list(names)
+
+
+def write_sizes(
+    out: Path,
+    sizes: list[tuple[str, tuple[float, ...] | None, list[int], list[float] | None]],
+    class_names: list[str],
+    dimensions: int,
+) -> Path:
+    """areas.csv (2D; volumes.csv for 3D): ID, then per structure its pixels (voxels) and mm² (mm³), the latter
+    empty where the case's file carries no spacing (PNG, LA h5), then the spacing used (mm, rows then columns)."""
+    count, unit, path = ("px", "mm2", out / "areas.csv") if dimensions == 2 else ("voxels", "mm3", out / "volumes.csv")
+    header = ["ID"] + [f"{name} ({u})" for name in class_names for u in (count, unit)] + ["spacing (mm)"]
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for case_id, spacing, pixels, physical in sizes:
+            row = [case_id]
+            for c, n in enumerate(pixels):
+                row += [n, "" if physical is None else round(physical[c], 6)]
+            row.append("" if spacing is None else " x ".join(f"{s:g}" for s in spacing))
+            writer.writerow(row)
+    return path
 
 
 def run_predicting() -> None:

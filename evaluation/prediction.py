@@ -3,11 +3,11 @@ overlay picture."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 from torch import nn
 
@@ -48,20 +48,99 @@ def _heat(values: np.ndarray, top: float) -> np.ndarray:
     return (colour * 255).astype(np.uint8)
 
 
-def overlay_panel(image: np.ndarray, prediction: np.ndarray, uncertainty: np.ndarray | None, top: float) -> Image.Image:
-    """Side by side: the image, the image with the prediction's contours (one colour per class) and, when given, the
-    uncertainty heat map (0 to `top`). A 3D case shows the slice (last axis) with the most foreground."""
+# One colour per structure (class 1, 2, ...), far apart in hue so that neighbouring structures (cavity, myocardium,
+# atrium) stay distinguishable; repeats after eight.
+PALETTE = [(255, 40, 40), (40, 220, 40), (60, 120, 255), (255, 200, 0), (220, 0, 220), (0, 220, 220), (255, 128, 0),
+           (160, 100, 255)]  # fmt: skip
+FILL_ALPHA = 0.35  # the frame stays readable under the colour
+LEGEND_TEXT = (255, 255, 255)
+
+
+def default_class_names(num_classes: int) -> list[str]:
+    """The structures' names when none are given: "class 1", ..., "class K-1"."""
+    return [f"class {c}" for c in range(1, num_classes)]
+
+
+def class_colour(c: int) -> tuple[int, int, int]:
+    """The overlay's colour of class `c` (1..K-1)."""
+    return PALETTE[(c - 1) % len(PALETTE)]
+
+
+def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """Pillow's own scalable font (10.1+ with FreeType: its bitmap font drops the width of spaces), else the bitmap."""
+    try:
+        return ImageFont.load_default(size=11)
+    except (TypeError, ImportError, OSError):
+        return ImageFont.load_default()
+
+
+def _legend(width: int, entries: list[tuple[str, np.ndarray]]) -> Image.Image:
+    """A strip `width` wide: each (label, swatch) — a small colour patch then its name — left to right, wrapped onto
+    further lines when the frame is narrow."""
+    font = _font()
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    line, pad = 14, 4
+    placed, x, y = [], pad, pad
+    for label, swatch in entries:
+        text_width = int(probe.textlength(label, font=font))
+        needed = swatch.shape[1] + 3 + text_width + 2 * pad
+        if x > pad and x + needed > width:
+            x, y = pad, y + line
+        placed.append((x, y, label, swatch))
+        x += needed
+    strip = Image.new("RGB", (width, y + line + pad), (0, 0, 0))
+    draw = ImageDraw.Draw(strip)
+    for x, y, label, swatch in placed:
+        strip.paste(Image.fromarray(swatch), (x, y + (line - swatch.shape[0]) // 2))
+        draw.text((x + swatch.shape[1] + 3, y), label, fill=LEGEND_TEXT, font=font)
+    return strip
+
+
+def overlay_panel(
+    image: np.ndarray,
+    prediction: np.ndarray,
+    uncertainty: np.ndarray | None,
+    top: float,
+    class_names: Sequence[str] | None = None,
+) -> Image.Image:
+    """Side by side, each at the image's own size: the image; the image with each predicted structure filled
+    translucently and outlined in its colour; and, when given, the uncertainty heat map (0 to `top`). Below them a
+    legend names each structure's colour (`class_names` for classes 1..K-1, default "class c") and the heat map's
+    scale. A 3D case shows the slice (last axis) with the most foreground. Drawn with PIL, a runtime dependency
+    (matplotlib is only needed for RESULTS.md's figures)."""
     if image.ndim == 3:
         area = (prediction > 0).sum(axis=(0, 1))
         k = int(area.argmax()) if area.any() else image.shape[2] // 2
         image, prediction = image[..., k], prediction[..., k]
         uncertainty = None if uncertainty is None else uncertainty[..., k]
+    names = list(class_names) if class_names else default_class_names(max(int(prediction.max()) + 1, 2))
     grey = np.repeat(_grey(image)[..., None], 3, -1)
-    contoured = grey.copy()
-    palette = [(255, 40, 40), (40, 220, 40), (60, 120, 255), (255, 200, 0), (220, 0, 220)]
-    for c in range(1, int(prediction.max()) + 1):
+    coloured = grey.astype(np.float32)
+    for c in range(1, max(len(names), int(prediction.max())) + 1):
         region = prediction == c
+        colour = np.array(class_colour(c), np.float32)
+        coloured[region] = (1 - FILL_ALPHA) * coloured[region] + FILL_ALPHA * colour
         contour = region & ~ndimage.binary_erosion(region)
-        contoured[contour] = palette[(c - 1) % len(palette)]
-    panels = [grey, contoured] + ([_heat(uncertainty, top)] if uncertainty is not None else [])
-    return Image.fromarray(np.concatenate(panels, axis=1))
+        coloured[contour] = colour
+    panels = [grey, coloured.round().astype(np.uint8)]
+    entries = [(name, np.full((9, 9, 3), class_colour(c), np.uint8)) for c, name in enumerate(names, 1)]
+    if uncertainty is not None:
+        panels.append(_heat(uncertainty, top))
+        ramp = np.repeat(_heat(np.linspace(0, top, 40)[None], top), 9, axis=0)
+        entries.append((f"uncertainty 0 to {top:.2f}", ramp))
+    pictures = np.concatenate(panels, axis=1)
+    legend = _legend(pictures.shape[1], entries)
+    return Image.fromarray(np.concatenate([pictures, np.asarray(legend)], axis=0))
+
+
+def structure_sizes(
+    prediction: np.ndarray, num_classes: int, spacing: Sequence[float] | None
+) -> tuple[list[int], list[float] | None]:
+    """Pixels (voxels) of each class 1..K-1 in a label map on the image's own grid, and their area (volume) in mm² (mm³)
+    when the grid's `spacing` (mm per axis) is known, else None."""
+    counts = np.bincount(prediction.ravel(), minlength=num_classes)[1:num_classes]
+    pixels = [int(n) for n in counts]
+    if spacing is None:
+        return pixels, None
+    unit = float(np.prod([float(s) for s in spacing]))
+    return pixels, [n * unit for n in pixels]

@@ -203,7 +203,8 @@ def test_predict_segments_the_cases_of_a_dataset_split(synthetic_root, trained_r
     ids = (synthetic_root / "test.list").read_text().split()
     assert f"{len(ids)} predictions in {out}/" in result.stdout
     expected_files = {f"{i}_{suffix}" for i in ids for suffix in ("pred.nii.gz", "uncertainty.nii.gz", "overlay.png")}
-    assert {p.name for p in out.iterdir()} == expected_files
+    # volumes.csv: voxels per structure (LA h5 carries no spacing); predict.json: the settings
+    assert {p.name for p in out.iterdir()} == expected_files | {"volumes.csv", "predict.json"}
     net, _ = load_network(trained_run / "iter_5.pth", "cpu")
     for case_id in ids:
         image, _ = read_case(case_path(synthetic_root, case_id))
