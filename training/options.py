@@ -203,7 +203,12 @@ def split_labelled(
 def read_id_list(path: Path) -> list[str]:
     """The IDs of a list file, one a line; '#' starts a comment (a list's rule, written at its top), blank lines are
     skipped."""
-    return [line.split("#", 1)[0].strip() for line in path.read_text().splitlines() if line.split("#", 1)[0].strip()]
+    return parse_id_list(path.read_text())
+
+
+def parse_id_list(text: str) -> list[str]:
+    """read_id_list of a file's text."""
+    return [line.split("#", 1)[0].strip() for line in text.splitlines() if line.split("#", 1)[0].strip()]
 
 
 def case_groups(pattern: str, ids: list[str], origin: str) -> dict[str, str]:
