@@ -44,7 +44,7 @@ def test_camus_commands_carry_the_frame_size_classes_patients_and_labelled_lists
         else:
             assert labelnum == 1600 and "--labeled_list" not in train
     # the flags parse as the training scripts read them
-    uamt = run_table.job_commands("uamt_unlabel:40", 1337, scale, "m", "cpu")[1][0]
+    uamt = run_table.job_commands("uamt_unlabel_bnsplit:40", 1337, scale, "m", "cpu")[1][0]
     args = training.training_parser("", "x", UAMTUnlabel).parse_args(uamt[2:])
     assert (args.resize, args.num_classes, args.group_by) == ([112, 112], 4, r"^(patient\d+)_")
     assert (args.batch_size, args.labeled_bs, args.labeled_list) == (6, 4, "benchmarks/camus_labelled_40.list")
@@ -175,3 +175,17 @@ def test_decide_applies_the_rule_written_before_the_runs(tmp_path):
                 lcc = [v - (0.01 if row == "uamt40" else 0.0) for v in values]
                 _fake_run(tmp_path, f"s{iterations}_{row}_s{seed}", iterations, {"none": values, "lcc": lcc})
     assert decide.decide(tmp_path) == "schedule S8000 (8000 iterations, lr x0.1 at 4000); --postprocess none"
+
+
+def test_camus_groups_are_named_as_their_runs_name_themselves():
+    """Each group's run.json method (training/loop.py run_name: BatchNorm split, --net unet) is the group's name, so
+    summarize finds every row of the table."""
+    from methods import METHODS
+
+    scale = run_table.CONFIGS["camus"]
+    for group in run_table.CONFIG_GROUPS["camus"]:
+        method = run_table.GROUPS[group].method
+        train = run_table.job_commands(group, 1337, scale, "m", "cpu")[1][0]
+        instance = METHODS[method].__new__(METHODS[method])  # only its args: nothing built
+        instance.args = training.training_parser("", "x", METHODS[method]).parse_args(train[2:])
+        assert f"{training.run_name(instance)}:{_flag(train, '--labelnum')[0]}" == group

@@ -8,7 +8,8 @@
 # lr 0.01, one x0.1 step at half the run):
 #   S4000: 4000 iterations, lr x0.1 at 2000        S8000: 8000 iterations, lr x0.1 at 4000
 # both with lambda(t) ramped over the whole run (40 "epochs" of iterations/40 each: 0.1 at the end, the release's
-# shape) and 4 labelled items a batch: supervised 4, UA-MT-unlabel 4 labelled + 2 unlabelled.
+# shape) and 4 labelled items a batch: supervised 4, UA-MT-unlabel 4 labelled + 2 unlabelled (split BatchNorm, the 2D
+# default).
 # Runs per candidate and seed (1337 1338 1339, all three before deciding): sup1400 (supervised on every frame of the
 # validation train.list: supervised:1600's equivalent), sup40 and uamt40 (labelled_40.list: 10 patients), each
 # tested at its final iteration on the 200 validation frames with --postprocess none and lcc. Every number below is
@@ -63,7 +64,7 @@ for iterations in ${CANDIDATES:-4000 8000}; do
     run "s${iterations}_sup40_s$seed" "$iterations" train_supervised.py "${s[@]}" --labelnum 40 \
       --labeled_list "$LISTS/labelled_40.list"
     run "s${iterations}_uamt40_s$seed" "$iterations" train_uamt_unlabel.py "${s[@]}" --labelnum 40 \
-      --labeled_list "$LISTS/labelled_40.list" --batch_size 6 --labeled_bs 4 \
+      --labeled_list "$LISTS/labelled_40.list" --batch_size 6 --labeled_bs 4 --student_batchnorm split \
       --rampup_epoch_iters $((iterations / 40)) --consistency_rampup 40
   done
 done
