@@ -93,7 +93,9 @@ def skipped_cell(runs: Sequence[RunResult]) -> str:
 def read_metrics_csv(path: Path) -> dict[str, dict[str, float]]:
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
-    return {row["case"]: {m: float(row[m]) for m in METRICS} for row in rows if row["case"] != "mean"}
+    # the paper's six, then any per-class columns (<metric>_<c>, K > 2: evaluation/metrics.py's metric_columns)
+    extra = [c for c in (rows[0] if rows else {}) if c != "case" and c not in METRICS]
+    return {row["case"]: {m: float(row[m]) for m in (*METRICS, *extra)} for row in rows if row["case"] != "mean"}
 
 
 def load_run(path: str | Path, split: str = "test", postprocess: str = "none") -> RunResult:

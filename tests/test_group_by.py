@@ -8,7 +8,7 @@ from test_end_to_end import run
 
 from dataloaders.sources import open_source
 from dataloaders.synthetic_echo import make_synthetic_echo
-from training.options import case_groups, check_whole_groups
+from training.options import case_groups, check_whole_groups, read_id_list
 from utils.errors import DataError
 
 GROUP = r"^(patient\d+)_"
@@ -104,3 +104,13 @@ def test_check_reads_the_lists_of_a_validation_root(echo):
     rest = [i for i in train_ids if i != "patient00_b"]
     with pytest.raises(DataError, match="patient patient00 is on both sides"):
         check_whole_groups(GROUP, source, rest, rest[:3], "--labelnum 3")
+
+
+def test_a_labelled_list_may_carry_its_rule_in_comment_lines(echo, tmp_path):
+    """--labeled_list files start with the rule that chose them ('#' lines, as benchmarks/camus_labelled_*.list)."""
+    listed = tmp_path / "labelled.list"
+    listed.write_text("# every 2nd patient of train.list\n\npatient00_a  # first frame\npatient00_b\n")
+    assert read_id_list(listed) == ["patient00_a", "patient00_b"]
+    result = train(echo, tmp_path, "--labeled_list", listed, "--group_by", GROUP)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "model" / "g" / "run.json").read_text())["labelled"] == 2

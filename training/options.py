@@ -59,7 +59,11 @@ def training_parser(description: str, exp: str, method: type[Method]) -> argpars
     if semi_supervised:
         p.add_argument("--labeled_bs", type=int, default=2, help="labelled items per batch; the rest are unlabelled")
     p.add_argument("--labelnum", type=int, default=16, help="the first N cases of train.list with a label are labelled")
-    p.add_argument("--labeled_list", default="", help="a file of the labelled IDs (one a line), instead of --labelnum")
+    p.add_argument(
+        "--labeled_list",
+        default="",
+        help="a file of the labelled IDs (one a line, '#' comments), instead of --labelnum",
+    )
     p.add_argument(
         "--group_by",
         default="",
@@ -169,7 +173,7 @@ def split_labelled(
         path = Path(args.labeled_list)
         if not path.is_file():
             raise DataError(f"{path}: --labeled_list file not found; write the labelled IDs one a line")
-        labeled = path.read_text().split()
+        labeled = read_id_list(path)
         unknown = [i for i in labeled if i not in train_ids]
         unlabelled = [i for i in labeled if i in train_ids and not source.has_label(i)]
         if unknown or unlabelled or not labeled:
@@ -194,6 +198,17 @@ def split_labelled(
         where = str(args.labeled_list) if args.labeled_list else f"--labelnum {args.labelnum}"
         check_whole_groups(args.group_by, source, train_ids, labeled, where)
     return labeled, unlabeled
+
+
+def read_id_list(path: Path) -> list[str]:
+    """The IDs of a list file, one a line; '#' starts a comment (a list's rule, written at its top), blank lines are
+    skipped."""
+    return parse_id_list(path.read_text())
+
+
+def parse_id_list(text: str) -> list[str]:
+    """read_id_list of a file's text."""
+    return [line.split("#", 1)[0].strip() for line in text.splitlines() if line.split("#", 1)[0].strip()]
 
 
 def case_groups(pattern: str, ids: list[str], origin: str) -> dict[str, str]:

@@ -1,11 +1,17 @@
-"""Issue 13's validation runs: mean Dice, recall, precision and 95HD of each run's final iteration over the
-validation frames, and a paired Wilcoxon (over frames) of each run against the first.
+"""Validation runs (issue 13's HC18, issue 22's CAMUS): mean Dice (and per structure where the runs have K > 2
+classes), recall, precision and 95HD of each run's final iteration over the validation frames, and a paired Wilcoxon
+(over frames) of each run's Dice against the first.
 
     python3 benchmarks/hc18_validation/compare.py model/inv sup_bs4 uamt_default sup_bs2
+    python3 benchmarks/hc18_validation/compare.py model/camus_val s4000_sup40_s1337,s4000_sup40_s1338 \\
+        s4000_sup40_s1337,s4000_sup40_s1338@lcc
 
 A name may be several runs joined by commas (e.g. one setting's seeds): each frame's metrics are then averaged over
-them before the means and the test.
+them before the means and the test. A name ending in @lcc reads the runs' test with --postprocess lcc
+(test_iter_<N>_lcc/) instead of the plain one.
 """
+
+from __future__ import annotations
 
 import sys
 from pathlib import Path
@@ -14,39 +20,73 @@ import numpy as np
 from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from evaluation.results import load_run
+from evaluation.postprocess import POSTPROCESSING  # noqa: E402
+from evaluation.results import load_run  # noqa: E402
+from utils.errors import DataError  # noqa: E402
+
+
+def split_name(name: str) -> tuple[list[str], str]:
+    """'a,b@lcc' -> (['a', 'b'], 'lcc'); without @: the plain test ('none')."""
+    runs, _, postprocess = name.partition("@")
+    postprocess = postprocess or "none"
+    if postprocess not in POSTPROCESSING:
+        raise SystemExit(f"error: {name}: @{postprocess} is not one of {', '.join(POSTPROCESSING)}")
+    return runs.split(","), postprocess
 
 
 class Pooled:
-    """The per-frame metrics of one run, or averaged over several (comma-separated names)."""
+    """The per-frame metrics of one run, or averaged over several (comma-separated names); NaN where undefined."""
 
     def __init__(self, root: Path, name: str):
-        runs = [load_run(root / part) for part in name.split(",")]
+        parts, postprocess = split_name(name)
+        runs = [load_run(root / part, postprocess=postprocess) for part in parts]
         self.cases = {
             i: {m: float(np.mean([r.cases[i][m] for r in runs])) for m in runs[0].cases[i]} for i in runs[0].cases
         }
 
+    def mean(self, metric: str) -> float:
+        return float(np.nanmean([case[metric] for case in self.cases.values()]))
+
+
+def done(root: Path, name: str) -> bool:
+    """Whether every run of `name` has finished and its (plain or @lcc) test of the final iteration exists."""
+    parts, postprocess = split_name(name)
+    try:
+        for part in parts:
+            load_run(root / part, postprocess=postprocess)
+    except DataError:
+        return False
+    return True
+
+
+def summary_line(name: str, run: Pooled, reference: Pooled | None, reference_name: str) -> str:
+    """One name's means (Dice per structure c as d<c>), and its Dice against the reference's, paired over frames."""
+    first = next(iter(run.cases.values()))
+    classes = sorted(int(m.split("_")[1]) for m in first if m.startswith("dice_"))
+    line = f"{name:28s} dice {100 * run.mean('dice'):6.2f}"
+    line += "".join(f" d{c} {100 * run.mean(f'dice_{c}'):6.2f}" for c in classes)
+    line += (
+        f" recall {100 * run.mean('recall'):6.2f} precision {100 * run.mean('precision'):6.2f} "
+        f"hd95 {run.mean('hd95'):6.1f}"
+    )
+    if reference is not None:
+        ids = sorted(run.cases)
+        dice = np.array([run.cases[i]["dice"] for i in ids])
+        ref = np.array([reference.cases[i]["dice"] for i in ids])
+        p = stats.wilcoxon(dice, ref).pvalue if np.any(dice != ref) else 1.0
+        line += f"  vs {reference_name}: {100 * (dice - ref).mean():+6.2f} p={p:.3g}"
+    return line
+
 
 def main() -> None:
     root, names = Path(sys.argv[1]), sys.argv[2:]
-    reference = Pooled(root, names[0])
+    reference = Pooled(root, names[0]) if done(root, names[0]) else None
     for name in names:
-        if not all((root / part / "run.json").is_file() for part in name.split(",")):
+        if not done(root, name):
             print(f"{name}: not done")
             continue
-        run = Pooled(root, name)
-        ids = sorted(run.cases)
-
-        mean = {m: float(np.nanmean([run.cases[i][m] for i in ids])) for m in ("dice", "recall", "precision", "hd95")}
-        line = (
-            f"{name:28s} dice {100 * mean['dice']:6.2f} recall {100 * mean['recall']:6.2f} precision "
-            f"{100 * mean['precision']:6.2f} hd95 {mean['hd95']:6.1f}"
-        )
-        if name != names[0]:
-            dice = np.array([run.cases[i]["dice"] for i in ids])
-            ref = np.array([reference.cases[i]["dice"] for i in ids])
-            line += f"  vs {names[0]}: {100 * (dice - ref).mean():+6.2f} p={stats.wilcoxon(dice, ref).pvalue:.3g}"
-        print(line)
+        first = name == names[0] or reference is None
+        print(summary_line(name, Pooled(root, name), None if first else reference, names[0]))
 
 
 if __name__ == "__main__":

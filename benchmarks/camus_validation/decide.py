@@ -1,0 +1,73 @@
+"""Apply schedule.sh's decision rule (written there before the runs) to its kept validation results.
+
+    python3 benchmarks/camus_validation/decide.py [results/camus_validation]
+
+Prints each candidate's numbers (every frame averaged over the seeds first), then the schedule and the
+post-processing the rule picks, or what is still missing.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "benchmarks" / "hc18_validation"))
+from compare import Pooled, done, summary_line  # noqa: E402
+
+SEEDS = (1337, 1338, 1339)
+CANDIDATES = (4000, 8000)  # shortest first
+ROWS = ("sup1400", "sup40", "uamt40")
+FLOOR = 0.90  # sup1400's LV-cavity Dice (class 1)
+GAIN = 0.01  # S8000 over S4000 for sup40 or uamt40, with p < 0.05
+
+
+def name(iterations: int, row: str, postprocess: str = "none") -> str:
+    return ",".join(f"s{iterations}_{row}_s{seed}" for seed in SEEDS) + ("" if postprocess == "none" else "@lcc")
+
+
+def paired(a: Pooled, b: Pooled) -> tuple[float, float]:
+    """Mean Dice of a - b over the frames, and the paired Wilcoxon p."""
+    ids = sorted(a.cases)
+    x, y = (np.array([run.cases[i]["dice"] for i in ids]) for run in (a, b))
+    return float((x - y).mean()), float(stats.wilcoxon(x, y).pvalue) if np.any(x != y) else 1.0
+
+
+def decide(root: Path) -> str:
+    """The rule's outcome as one line ('pending: ...' while runs are missing)."""
+    wanted = [name(i, r, p) for i in CANDIDATES for r in ROWS for p in ("none", "lcc")]
+    missing = [n for n in wanted if not done(root, n)]
+    if missing:
+        return f"pending: {len(missing)} of {len(wanted)} seed-pooled tests missing, e.g. {missing[0]}"
+    runs = {(i, r, p): Pooled(root, name(i, r, p)) for i in CANDIDATES for r in ROWS for p in ("none", "lcc")}
+    for key, run in runs.items():
+        print(summary_line(name(*key), run, None, ""))
+    admissible = [i for i in CANDIDATES if runs[i, "sup1400", "none"].mean("dice_1") >= FLOOR]
+    short, long = CANDIDATES
+    gains = {row: paired(runs[long, row, "none"], runs[short, row, "none"]) for row in ("sup40", "uamt40")}
+    for row, (gain, p) in gains.items():
+        print(f"S{long} - S{short}, {row}: {100 * gain:+.2f} Dice, p = {p:.3g}")
+    if not admissible:
+        return "no candidate reaches the floor (sup1400 LV cavity >= 90): add the next candidate to schedule.sh"
+    if long in admissible and any(gain >= GAIN and p < 0.05 for gain, p in gains.values()):
+        chosen = long
+    else:
+        chosen = short if short in admissible else long
+    keeps = all(
+        round(100 * runs[chosen, r, "lcc"].mean("dice"), 2) >= round(100 * runs[chosen, r, "none"].mean("dice"), 2)
+        for r in ROWS
+    )
+    post = "lcc" if keeps else "none"
+    return f"schedule S{chosen} ({chosen} iterations, lr x0.1 at {chosen // 2}); --postprocess {post}"
+
+
+def main() -> None:
+    root = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "results" / "camus_validation"
+    print(decide(root))
+
+
+if __name__ == "__main__":
+    main()
