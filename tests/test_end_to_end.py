@@ -24,6 +24,7 @@ from evaluation.metrics import class_metrics
 from evaluation.testing import load_network
 from evaluation.windows import sliding_window_probability
 from methods import UAMT, Supervised, UAMTUnlabel
+from training.options import resolve_patch_size
 from utils.errors import DataError
 from utils.visualize import slice_grid
 
@@ -182,7 +183,7 @@ def test_defaults_are_the_papers():
     assert (args.base_lr, args.lr_step, args.seed, args.deterministic) == (0.01, 2500, 1337, 1)
     assert (args.ema_decay, args.consistency, args.consistency_rampup, args.mc_passes) == (0.99, 0.1, 40.0, 8)
     assert args.rampup_epoch_iters == 150 and args.mc_passes_per_forward == 2
-    assert args.patch_size is None and training.DEFAULT_PATCH[3] == [112, 112, 80] and args.save_every == 1000
+    assert args.patch_size is None and resolve_patch_size(None, 3) == [112, 112, 80] and args.save_every == 1000
     assert testing.testing_parser().parse_args([]).patch_size is None  # the run's patch, else the same default
 
 
