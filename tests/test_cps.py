@@ -49,7 +49,7 @@ def test_cps_loss_is_the_definition_and_pseudo_labels_carry_no_gradient():
     y_a, y_b = f_a.argmax(1), f_b.argmax(1)
     own_a = supervised_loss(f_a[labeled], labels[labeled])[0] + 1.5 * F.cross_entropy(f_a, y_b)
     own_b = supervised_loss(f_b[labeled], labels[labeled])[0] + 1.5 * F.cross_entropy(f_b, y_a)
-    assert float(out.loss) == pytest.approx(float(own_a + own_b), rel=1e-6)
+    assert out.loss.item() == pytest.approx((own_a + own_b).item(), rel=1e-6)
     grads = torch.autograd.grad(out.loss, [net_a.weight, net_b.weight])
     expected = torch.autograd.grad(own_a, net_a.weight)[0], torch.autograd.grad(own_b, net_b.weight)[0]
     for got, want in zip(grads, expected):
