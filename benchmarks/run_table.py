@@ -177,12 +177,13 @@ GROUPS = {
     "uamt_unlabel_bnsplit:160": Group("uamt_unlabel", 160, ("--student_batchnorm", "split")),
     "cps:40": Group("cps", 40),
     "supervised_unet:40": Group("supervised", 40, ("--net", "unet")),
+    "uamt_unlabel_bnsplit_unet:40": Group("uamt_unlabel", 40, ("--student_batchnorm", "split", "--net", "unet")),
 }
 DEFAULT_GROUPS = list(GROUPS)[:8]
 CONFIG_GROUPS = {"hc18": ["supervised:160", "uamt_unlabel:16", "supervised:16", "bcp:16", "uamt_unlabel_bnsplit:16"],
                  "camus": ["supervised:1600", "uamt_unlabel_bnsplit:40", "supervised:40", "bcp:40",
                            "uamt_unlabel_bnsplit:160", "supervised:160", "cps:40", "supervised_unet:40",
-                           "unimatch:40", "unimatch:160"],
+                           "uamt_unlabel_bnsplit_unet:40", "unimatch:40", "unimatch:160"],
                  "la_half": [*DEFAULT_GROUPS, "bcp_equal_work:8", "uamt_unlabel_4plus2:16",
                              "uamt_unlabel_4plus2:8", "cps:8", "cps:16", "cps_equal_work:8", "unimatch:8",
                              "unimatch:16"]}  # fmt: skip
@@ -207,7 +208,8 @@ COMPARE = [("uamt_unlabel:8", "supervised:8"), ("uamt_unlabel:16", "supervised:1
            ("cps:40", "supervised:40"), ("supervised_unet:40", "supervised:40"),
            ("uamt_unlabel_bnsplit:160", "supervised:160"), ("supervised:1600", "supervised:40"),
            ("unimatch:40", "supervised:40"), ("unimatch:40", "uamt_unlabel_bnsplit:40"),
-           ("unimatch:160", "supervised:160")]  # fmt: skip
+           ("unimatch:160", "supervised:160"), ("uamt_unlabel_bnsplit_unet:40", "supervised_unet:40"),
+           ("uamt_unlabel_bnsplit_unet:40", "uamt_unlabel_bnsplit:40")]  # fmt: skip
 GAP = ("supervised:16", "uamt_unlabel:16", "supervised:80")  # the share of the 16 -> 80 gap that UA-MT closes
 CONFIG_GAP = {
     "hc18": ("supervised:16", "uamt_unlabel:16", "supervised:160"),
