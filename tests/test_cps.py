@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import SMALL_PATCH, run_script
+from conftest import SMALL_PATCH, method_args, train_test_predict
 
 import training.loop as training
 from methods import CPS, UAMTUnlabel
@@ -22,11 +22,7 @@ FLAGS = ["--patch_size", *SMALL_PATCH, "--device", "cpu", "--batch_size", "2", "
 
 
 def cps_args(**overrides) -> argparse.Namespace:
-    args = training.training_parser("", "cps", CPS).parse_args([])
-    args.num_classes = 3
-    for key, value in overrides.items():
-        setattr(args, key, value)
-    return args
+    return method_args(CPS, **({"num_classes": 3} | overrides))
 
 
 def tiny_network() -> torch.nn.Module:
@@ -120,12 +116,4 @@ def test_a_state_of_other_networks_is_refused(synthetic_root, tmp_path):
 
 
 def test_train_cps_script_then_test_and_predict(synthetic_root, tmp_path):
-    common = ["--root_path", synthetic_root, "--model_dir", tmp_path, "--patch_size", *SMALL_PATCH, "--device", "cpu"]
-    trained = run_script("train_cps.py", *common, *FLAGS[4:], "--exp", "c", "--max_iterations", "2", cwd=tmp_path)
-    assert trained.returncode == 0, trained.stderr
-    tested = run_script("test_LA.py", *common, "--model", "c", "--iteration", "2", "--save_nifti", "0", cwd=tmp_path)
-    assert tested.returncode == 0, tested.stderr
-    assert (tmp_path / "c" / "test_iter_2" / "metrics.csv").is_file()
-    predicted = run_script("predict.py", "--checkpoint", tmp_path / "c" / "iter_2.pth", "--root_path", synthetic_root,
-                           "--split", "test", "--device", "cpu", "--mc_passes", "2", cwd=tmp_path)  # fmt: skip
-    assert predicted.returncode == 0, predicted.stderr
+    train_test_predict("train_cps.py", synthetic_root, tmp_path, "c", *FLAGS)

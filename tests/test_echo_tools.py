@@ -16,34 +16,10 @@ from evaluation.prediction import class_colour, overlay_panel, structure_sizes
 from networks.vnet import VNet
 from utils.errors import DataError
 
-pydicom = pytest.importorskip("pydicom")
-from pydicom.dataset import FileMetaDataset  # noqa: E402
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid  # noqa: E402
+pytest.importorskip("pydicom")
+from conftest import write_dicom  # noqa: E402
 
 NAMES = ["LV cavity", "myocardium", "left atrium"]
-
-
-def write_dicom(path, pixels, pixel_spacing=None, us_region=None):
-    """A single-frame ultrasound DICOM, as tests/test_sources.py writes one; `pixel_spacing` (row, column) mm as
-    PixelSpacing, or `us_region` (delta x, delta y) cm as one calibrated ultrasound region."""
-    meta = FileMetaDataset()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.6.1"  # ultrasound image storage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds = pydicom.Dataset()
-    ds.file_meta = meta
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    if pixel_spacing is not None:
-        ds.PixelSpacing = list(pixel_spacing)
-    if us_region is not None:
-        region = pydicom.Dataset()
-        region.PhysicalUnitsXDirection = region.PhysicalUnitsYDirection = 3  # cm
-        region.PhysicalDeltaX, region.PhysicalDeltaY = us_region
-        ds.SequenceOfUltrasoundRegions = [region]
-    ds.PixelData = pixels.astype(np.uint16).tobytes()
-    ds.save_as(path, enforce_file_format=True)
 
 
 def known_mask(shape):

@@ -3,6 +3,7 @@
 import nibabel as nib
 import numpy as np
 import pytest
+from conftest import write_dicom
 from PIL import Image
 
 from dataloaders.checks import check_dataset
@@ -189,23 +190,10 @@ def test_a_test_list_alone_leaves_every_other_nifti_volume_for_training(nifti_ro
 
 
 def test_dicom_frames(tmp_path):
-    pydicom = pytest.importorskip("pydicom")
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
+    pytest.importorskip("pydicom")
     (tmp_path / "images").mkdir()
     pixels = np.random.default_rng(2).integers(0, 4000, (40, 48)).astype(np.uint16)
-    meta = FileMetaDataset()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.6.1"  # ultrasound image storage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds = pydicom.Dataset()
-    ds.file_meta = meta
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    ds.PixelData = pixels.tobytes()
-    ds.save_as(tmp_path / "images" / "d1.dcm", enforce_file_format=True)
+    write_dicom(tmp_path / "images" / "d1.dcm", pixels)
     image, label = open_source(tmp_path).read("d1")
     np.testing.assert_allclose(image, zscored(pixels), atol=1e-5)
     assert label is None

@@ -7,7 +7,7 @@ import argparse
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import SMALL_PATCH, run_script
+from conftest import SMALL_PATCH, method_args, run_script, train_test_predict
 
 import methods.unimatch as unimatch
 import training.loop as training
@@ -19,11 +19,7 @@ from utils.losses import supervised_loss
 
 
 def unimatch_args(**overrides) -> argparse.Namespace:
-    args = training.training_parser("", "unimatch", UniMatch).parse_args([])
-    args.num_classes = 3
-    for key, value in overrides.items():
-        setattr(args, key, value)
-    return args
+    return method_args(UniMatch, **({"num_classes": 3} | overrides))
 
 
 class TinyFp(torch.nn.Conv2d):
@@ -220,17 +216,9 @@ def test_train_then_resume_is_bit_identical(synthetic_root, tmp_path):
 
 
 def test_train_unimatch_script_then_test_and_predict_on_volumes(synthetic_root, tmp_path):
-    common = ["--root_path", synthetic_root, "--model_dir", tmp_path, "--patch_size", *SMALL_PATCH, "--device", "cpu"]
-    trained = run_script("train_unimatch.py", *common, *FLAGS[4:], "--exp", "u", "--max_iterations", "2", cwd=tmp_path)
-    assert trained.returncode == 0, trained.stderr
-    log = (tmp_path / "u" / "log.txt").read_text()
+    run = train_test_predict("train_unimatch.py", synthetic_root, tmp_path, "u", *FLAGS)
+    log = (run / "log.txt").read_text()
     assert "loss_fp" in log and "mask_ratio" in log
-    tested = run_script("test_LA.py", *common, "--model", "u", "--iteration", "2", "--save_nifti", "0", cwd=tmp_path)
-    assert tested.returncode == 0, tested.stderr
-    assert (tmp_path / "u" / "test_iter_2" / "metrics.csv").is_file()
-    predicted = run_script("predict.py", "--checkpoint", tmp_path / "u" / "iter_2.pth", "--root_path", synthetic_root,
-                           "--split", "test", "--device", "cpu", "--mc_passes", "2", cwd=tmp_path)  # fmt: skip
-    assert predicted.returncode == 0, predicted.stderr
 
 
 def test_train_unimatch_script_then_test_and_predict_on_frames_with_the_unet(tmp_path):
