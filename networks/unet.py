@@ -60,6 +60,8 @@ class UpLevel(nn.Module):
 class UNet(nn.Module):
     """2D U-Net, 16-32-64-128-256 channels; `has_dropout` switches the encoder's dropout on. Images only."""
 
+    supported_dimensions = (2,)
+
     def __init__(self, n_channels: int = 1, n_classes: int = 2, has_dropout: bool = True, dimensions: int = 2):
         super().__init__()
         if dimensions != 2:

@@ -81,6 +81,8 @@ class VNet(nn.Module):
     """V-Net with 16-32-64-128-256 channels; `has_dropout` switches the two dropout layers on; `dimensions` 3
     (volumes, the paper's network) or 2 (images)."""
 
+    supported_dimensions = (2, 3)
+
     def __init__(
         self,
         n_channels: int = 1,

@@ -205,6 +205,14 @@ def test_bad_patch_size_is_one_line_and_exit_2(synthetic_root, tmp_path):
     assert not (tmp_path / "model").exists()
 
 
+def test_a_2d_network_on_volumes_is_one_line_and_exit_2(synthetic_root, tmp_path):
+    result = run("train_supervised.py", "--root_path", synthetic_root, "--net", "unet", "--patch_size", 32, 32, 32,
+                 "--max_iterations", 1, cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "--net unet is for images (2D)" in result.stderr
+    assert not (tmp_path / "model").exists()
+
+
 @pytest.mark.skipif(not SHARED_LA.is_dir(), reason="the real LA data (../shared/data/LA) is not here")
 def test_real_la_cases_end_to_end(tmp_path):
     train_ids = (SHARED_LA / "train.list").read_text().split()[:2]

@@ -145,6 +145,10 @@ def check_args(args: argparse.Namespace, method: type[Method]) -> None:
         )
     if any(s % SIDE_MULTIPLE or s <= 0 for s in args.patch_size):
         raise DataError(f"--patch_size {args.patch_size}: every side must be a positive multiple of {SIDE_MULTIPLE}")
+    supported = NETWORKS[args.net].supported_dimensions
+    if len(args.patch_size) not in supported:
+        kind = "images (2D)" if supported == (2,) else "volumes (3D)"
+        raise DataError(f"--net {args.net} is for {kind}, and this data is {len(args.patch_size)}D: use --net vnet")
     semi = method.semi_supervised
     if semi and not 0 < args.labeled_bs < args.batch_size:
         raise DataError(
