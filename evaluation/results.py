@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +62,7 @@ class RunResult:
 
     def mean(self, metric: str) -> float:
         """The run's mean over the cases where the metric is defined (as test_LA.py reports it)."""
-        values = np.array([case[metric] for case in self.cases.values()])
+        values = np.array([case.get(metric, math.nan) for case in self.cases.values()])
         finite = values[np.isfinite(values)]
         return float(finite.mean()) if finite.size else math.nan
 
@@ -164,15 +165,35 @@ def format_mean_std(mean: float, std: float, scale: float = 1.0) -> str:
     return f"{mean * scale:.2f}" + ("" if math.isnan(std) else f" ± {std * scale:.2f}")
 
 
+# Per-structure columns of K-class runs (metrics.csv's <metric>_<c>): these metrics, for each foreground class c.
+PER_CLASS_METRICS = ("dice", "hd95")
+
+
+def class_columns(groups: dict[str, list[RunResult]]) -> list[str]:
+    """The per-structure columns the runs have, e.g. dice_1 .. dice_3 then hd95_1 .. hd95_3 (none for 2 classes)."""
+    names = {key for runs in groups.values() for r in runs for case in r.cases.values() for key in case}
+    classes = sorted({int(k.rsplit("_", 1)[1]) for k in names if re.fullmatch(r"[a-z0-9]+_\d+", k)})
+    return [f"{m}_{c}" for m in PER_CLASS_METRICS for c in classes if f"{m}_{c}" in names]
+
+
+def class_heading(column: str, groups: dict[str, list[RunResult]]) -> str:
+    """'Dice 1 (%)', '95HD 2 (px)': a per-structure column's heading, the class index as metrics.csv names it."""
+    metric, c = column.rsplit("_", 1)
+    return heading(metric, groups).replace(" (", f" {c} (", 1)
+
+
 def results_table(
     groups: dict[str, list[RunResult]], expected: Sequence[str] = (), seeds_per_group: int | None = None
 ) -> str:
-    """Markdown: one row per group, each metric as mean ± std over seeds of the per-run means, and how many cases the
-    95HD / ASD / precision means left out (undefined there; SKIPPED_NOTE under the table when any did). Groups of
-    `expected` without runs get a pending row, and with `seeds_per_group` a group short of seeds says how many it
-    has."""
-    header = ["method", "group", "labelled", "unlabelled", *(heading(m, groups) for m in METRICS), "seeds",
-              "train min/run", "test s/case", SKIPPED_HEADING]  # fmt: skip
+    """Markdown: one row per group, each metric as mean ± std over seeds of the per-run means (for K classes the
+    means over the structures, then each structure's Dice and 95HD), and how many cases the 95HD / ASD / precision
+    means left out (undefined there; SKIPPED_NOTE under the table when any did). Groups of `expected` without runs
+    get a pending row, and with `seeds_per_group` a group short of seeds says how many it has."""
+    per_class = class_columns(groups)
+    metrics = [*METRICS, *per_class]
+    header = ["method", "group", "labelled", "unlabelled", *(heading(m, groups) for m in METRICS),
+              *(class_heading(c, groups) for c in per_class), "seeds", "train min/run", "test s/case",
+              SKIPPED_HEADING]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     order = list(expected) + [g for g in groups if g not in expected]
     for group in order:
@@ -180,13 +201,14 @@ def results_table(
         if not runs:
             method, labelled = group.split("@")[0].split(":")
             pending = f"pending (0 of {seeds_per_group} seeds)" if seeds_per_group else "pending"
-            cells = [display_name(method), f"`{group}`", labelled, "", *[""] * len(METRICS), pending]
+            cells = [display_name(method), f"`{group}`", labelled, "", *[""] * len(metrics), pending]
             lines.append("| " + " | ".join(cells + ["", "", ""]) + " |")
             continue
         first = runs[0]
         cells = [display_name(first.method), f"`{group}`", str(first.labelled), str(first.unlabelled)]
-        for metric in METRICS:
-            cells.append(format_mean_std(*mean_std([r.mean(metric) for r in runs]), display_scale(metric)))
+        for metric in metrics:
+            scale = display_scale(metric.rsplit("_", 1)[0] if metric in per_class else metric)
+            cells.append(format_mean_std(*mean_std([r.mean(metric) for r in runs]), scale))
         seeds = ", ".join(str(r.seed) for r in sorted(runs, key=lambda r: r.seed))
         if seeds_per_group and len(runs) < seeds_per_group:
             seeds += f" (pending: {len(runs)} of {seeds_per_group} seeds)"

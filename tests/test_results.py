@@ -276,3 +276,30 @@ def test_load_run_reads_the_lcc_test_beside_the_plain_one(tmp_path):
     )
     assert load_run(run).mean("dice") == pytest.approx(0.85)
     assert load_run(run, postprocess="lcc").mean("dice") == pytest.approx(0.875)
+
+
+def test_k_class_runs_get_a_column_per_structure(tmp_path):
+    """CAMUS-like runs (K = 4): besides the means over the structures, each structure's Dice and 95HD as mean ± std
+    over seeds of the per-run means; a 2-class run in the same table shows none there."""
+    names = [*METRICS, *(f"{m}_{c}" for c in (1, 2, 3) for m in METRICS)]
+    for seed, shift in ((1, 0.0), (2, 0.1)):
+        run = tmp_path / f"k4_{seed}"
+        write_run(run, "supervised", seed, [0.5, 0.5], labelled=40, patch_size=[112, 112])
+        rows = ["case," + ",".join(names)]
+        for i in range(2):
+            value = {"dice_1": 0.9 + shift, "dice_2": 0.6 + shift * i, "dice_3": 0.3, "hd95_1": 4.0 + i, "hd95_2": 8.0}
+            rows.append(f"case{i}," + ",".join(str(value.get(n, 0.5)) for n in names))
+        (run / "test_iter_300" / "metrics.csv").write_text("\n".join(rows) + "\n")
+    write_run(tmp_path / "binary", "uamt_unlabel", 1, [0.7, 0.8], patch_size=[112, 112])
+    runs = [load_run(tmp_path / n) for n in ("k4_1", "k4_2", "binary")]
+    table = results_table(group_runs(runs)).splitlines()
+    header = [c.strip() for c in table[0].strip("|").split("|")]
+    k4 = dict(zip(header, [c.strip() for c in table[2].strip("|").split("|")]))
+    binary = dict(zip(header, [c.strip() for c in table[3].strip("|").split("|")]))
+    assert header.index("Dice 1 (%)") < header.index("Dice 3 (%)") < header.index("95HD 1 (px)") < header.index("seeds")
+    # per-run means: dice_1 90 and 100 -> 95 ± 7.07; dice_2 (60, 60) and (60, 70) -> 60, 65 -> 62.5 ± 3.54
+    assert (
+        k4["Dice 1 (%)"] == "95.00 ± 7.07" and k4["Dice 2 (%)"] == "62.50 ± 3.54" and k4["Dice 3 (%)"] == "30.00 ± 0.00"
+    )
+    assert k4["95HD 1 (px)"] == "4.50 ± 0.00" and k4["95HD 2 (px)"] == "8.00 ± 0.00"
+    assert binary["Dice 1 (%)"] == "–" and binary["Dice (%)"] == "75.00"
