@@ -56,6 +56,9 @@ class Scale:
     data_flags: tuple[str, ...] = ()  # e.g. 2D --resize, given to every training script (test reads run.json)
     method_flags: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (method, flags): given to that method's runs only
     labeled_lists: tuple[tuple[int, str], ...] = ()  # (labelled count, --labeled_list file): instead of the first N
+    # test_LA.py --postprocess of every run: "none" (the papers' protocol), and "lcc" too where the 2D tables report
+    # both (its own tests, kept and summarised beside the plain ones: table_lcc.md)
+    postprocess: tuple[str, ...] = ("none",)
 
 
 CAMUS_GROUP_BY = r"^(patient\d+)_"  # CAMUS IDs: patient0001_2CH_ED (benchmarks/camus_validation/make_root.py)
@@ -125,6 +128,7 @@ CONFIGS = {
                       ("cps", ("--batch_size", "6", "--labeled_bs", "4")),
                       ("unimatch", ("--batch_size", "6", "--labeled_bs", "4"))),
         labeled_lists=((40, "benchmarks/camus_labelled_40.list"), (160, "benchmarks/camus_labelled_160.list")),
+        postprocess=("none", "lcc"),
     ),
 }
 # fmt: on
@@ -244,26 +248,35 @@ def job_commands(
     train += extra  # last: a group's own flags override the config's per-method ones
     test = [sys.executable, "test_LA.py", *common, "--model", exp, "--iteration", str(iterations),
             "--stride_xy", str(scale.stride_xy), "--stride_z", str(scale.stride_z), "--save_nifti", "0"]  # fmt: skip
-    return exp, [train, test], iterations
+    tests = [test + ([] if post == "none" else ["--postprocess", post]) for post in scale.postprocess]
+    return exp, [train, *tests], iterations
 
 
-def has_results(folder: Path, final: int) -> bool:
-    return all((folder / name.format(final=final)).is_file() for name in KEPT)
+def kept_files(postprocess: tuple[str, ...] = ("none",)) -> tuple[str, ...]:
+    """What results/ keeps of a run: KEPT, and each post-processed test's test.json and metrics.csv."""
+    posts = [p for p in postprocess if p != "none"]
+    return KEPT + tuple(f"test_iter_{{final}}_{p}/{name}" for p in posts for name in ("test.json", "metrics.csv"))
 
 
-def keep_results(run: Path, kept: Path, final: int) -> None:
+def has_results(folder: Path, final: int, names: tuple[str, ...] = KEPT) -> bool:
+    return all((folder / name.format(final=final)).is_file() for name in names)
+
+
+def keep_results(run: Path, kept: Path, final: int, names: tuple[str, ...] = KEPT) -> None:
     """Copy a tested run's small results (no checkpoints, no volumes) to `kept`."""
-    for name in KEPT:
+    for name in names:
         target = kept / name.format(final=final)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(run / name.format(final=final), target)
 
 
-def run_job(exp: str, commands: list[list[str]], run: Path, kept: Path, threads: int, final: int) -> str:
-    if has_results(kept, final):
+def run_job(
+    exp: str, commands: list[list[str]], run: Path, kept: Path, threads: int, final: int, names: tuple[str, ...] = KEPT
+) -> str:
+    if has_results(kept, final, names):
         return f"{exp}: in {kept}, skipped"
-    if has_results(run, final):
-        keep_results(run, kept, final)
+    if has_results(run, final, names):
+        keep_results(run, kept, final, names)
         return f"{exp}: done before, results copied to {kept}"
     run.mkdir(parents=True, exist_ok=True)
     env = os.environ | {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
@@ -274,7 +287,7 @@ def run_job(exp: str, commands: list[list[str]], run: Path, kept: Path, threads:
             log.flush()
             if subprocess.run(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT).returncode:
                 return f"{exp}: FAILED, see {run / 'job.log'}"
-    keep_results(run, kept, final)
+    keep_results(run, kept, final, names)
     return f"{exp}: trained and tested in {(time.perf_counter() - start) / 60:.1f} min"
 
 
@@ -311,35 +324,41 @@ def main() -> None:
     if args.dry_run:
         return
     if not args.summary_only:
-        run_all(jobs, args.parallel, model_dir, results, threads)
-    summarize(args, results, {exp: final for exp, _, final in jobs})
+        run_all(jobs, args.parallel, model_dir, results, threads, kept_files(scale.postprocess))
+    for post in scale.postprocess:
+        summarize(args, results, {exp: final for exp, _, final in jobs}, post)
 
 
-def run_all(jobs: list, parallel: int, model_dir: str, results: Path, threads: int) -> None:
+def run_all(jobs: list, parallel: int, model_dir: str, results: Path, threads: int, names: tuple[str, ...]) -> None:
     with ThreadPoolExecutor(parallel) as pool:
         futures = [
-            pool.submit(run_job, exp, commands, REPO / model_dir / exp, results / exp, threads, final)
+            pool.submit(run_job, exp, commands, REPO / model_dir / exp, results / exp, threads, final, names)
             for exp, commands, final in jobs
         ]
         for future in futures:
             print(future.result(), flush=True)
 
 
-def summarize(args: argparse.Namespace, results: Path, finals: dict[str, int]) -> None:
-    """results/<config>/table.md and dice.png from every kept run of the chosen groups; missing ones are pending."""
-    runs = [str(results / exp) for exp, final in sorted(finals.items()) if has_results(results / exp, final)]
+def summarize(args: argparse.Namespace, results: Path, finals: dict[str, int], postprocess: str = "none") -> None:
+    """results/<config>/table.md and dice.png from every kept run of the chosen groups; missing ones are pending.
+    `postprocess` lcc: the runs' lcc tests, into table_lcc.md and dice_lcc.png."""
+    names = kept_files((postprocess,))
+    runs = [str(results / exp) for exp, final in sorted(finals.items()) if has_results(results / exp, final, names)]
     if not runs:
         print(f"no results under {results} yet")
         return
     compare = [x for a, b in COMPARE if {a, b} <= set(args.groups) for x in ("--compare", a, b)]
     gap_groups = CONFIG_GAP.get(args.config, GAP)
     gap = ["--gap", *gap_groups] if set(gap_groups) <= set(args.groups) else []
-    title = f"{args.config}: Dice per test case, seeds pooled"
+    suffix = "" if postprocess == "none" else f"_{postprocess}"
+    title = f"{args.config}: Dice per test case, seeds pooled" + (f", --postprocess {postprocess}" if suffix else "")
     # RESULTS.md's copy is marked by the table's path from the repository (absolute when results/ is elsewhere).
-    table = str((results / "table.md").relative_to(REPO) if results.is_relative_to(REPO) else results / "table.md")
+    out = results / f"table{suffix}.md"
+    table = str(out.relative_to(REPO) if results.is_relative_to(REPO) else out)
     command = [sys.executable, "summarize.py", *runs, *compare, *gap, "--expect", *args.groups,
                "--seeds", str(len(args.seeds)), "--out", table, "--splice", str(REPO / "RESULTS.md"),
-               "--figure", str(results / "dice.png"), "--title", title]  # fmt: skip
+               "--figure", str(results / f"dice{suffix}.png"), "--title", title,
+               "--postprocess", postprocess]  # fmt: skip
     subprocess.run(command, cwd=REPO, check=True)
 
 

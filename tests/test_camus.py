@@ -32,7 +32,7 @@ def _flag(command: list[str], flag: str, n: int = 1) -> list[str]:
 def test_camus_commands_carry_the_frame_size_classes_patients_and_labelled_lists():
     scale = run_table.CONFIGS["camus"]
     for group in run_table.CONFIG_GROUPS["camus"]:
-        exp, (train, test), final = run_table.job_commands(group, 1337, scale, "model/camus", "cpu")
+        exp, (train, test, _), final = run_table.job_commands(group, 1337, scale, "model/camus", "cpu")
         assert _flag(train, "--root_path") == _flag(test, "--root_path") == ["data/CAMUS"], group
         assert _flag(train, "--patch_size", 2) == _flag(test, "--patch_size", 2) == ["112", "112"]  # whole frame
         assert _flag(train, "--resize", 2) == ["112", "112"] and _flag(train, "--num_classes") == ["4"]
@@ -189,3 +189,25 @@ def test_camus_groups_are_named_as_their_runs_name_themselves():
         instance = METHODS[method].__new__(METHODS[method])  # only its args: nothing built
         instance.args = training.training_parser("", "x", METHODS[method]).parse_args(train[2:])
         assert f"{training.run_name(instance)}:{_flag(train, '--labelnum')[0]}" == group
+
+
+def test_camus_runs_are_tested_plain_and_with_lcc_and_both_are_kept(tmp_path):
+    """The 2D table reports both --postprocess none and lcc (issue 22): each camus run gets a plain test and an lcc
+    test, results/ keeps both tests' files, and a run with only the plain test is not taken as done. LA-half keeps
+    the papers' protocol: one plain test."""
+    _, (_, plain, lcc), final = run_table.job_commands("supervised:40", 1337, run_table.CONFIGS["camus"], "m", "cpu")
+    assert "--postprocess" not in plain and lcc[-2:] == ["--postprocess", "lcc"] and lcc[:-2] == plain
+    _, commands, _ = run_table.job_commands("supervised:8", 1337, run_table.CONFIGS["la_half"], "m", "cpu")
+    assert len(commands) == 2 and not any("--postprocess" in c for c in commands)
+    names = run_table.kept_files(run_table.CONFIGS["camus"].postprocess)
+    run = tmp_path / "run"
+    for name in run_table.KEPT:
+        (run / name.format(final=final)).parent.mkdir(parents=True, exist_ok=True)
+        (run / name.format(final=final)).write_text("x")
+    assert not run_table.has_results(run, final, names)  # the lcc test is missing
+    for name in names:
+        (run / name.format(final=final)).parent.mkdir(parents=True, exist_ok=True)
+        (run / name.format(final=final)).write_text("x")
+    run_table.keep_results(run, tmp_path / "kept", final, names)
+    assert (tmp_path / "kept" / f"test_iter_{final}_lcc" / "metrics.csv").is_file()
+    assert run_table.has_results(tmp_path / "kept", final, names)
