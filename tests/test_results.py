@@ -303,3 +303,17 @@ def test_k_class_runs_get_a_column_per_structure(tmp_path):
     )
     assert k4["95HD 1 (px)"] == "4.50 ± 0.00" and k4["95HD 2 (px)"] == "8.00 ± 0.00"
     assert binary["Dice 1 (%)"] == "–" and binary["Dice (%)"] == "75.00"
+
+
+def test_log_means_averages_each_window_of_the_logged_values(tmp_path):
+    """benchmarks/log_means.py reads the loop's log.txt lines; window means against a hand computation."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import log_means
+
+    lines = [f"[12:00:00.000] iteration {i}: lr 0.01000, unimatch/mask_ratio {i / 10:.5f}" for i in range(1, 6)]
+    (tmp_path / "log.txt").write_text("[12:00:00.000] {'seed': 1}\n" + "\n".join(lines) + "\n")
+    values = log_means.logged(tmp_path)
+    assert sorted(values) == [1, 2, 3, 4, 5] and values[3]["lr"] == 0.01
+    means = log_means.window_means(values, "unimatch/mask_ratio", 2)
+    assert [(a, b) for a, b, _ in means] == [(1, 2), (3, 4), (5, 5)]
+    assert [m for _, _, m in means] == pytest.approx([0.15, 0.35, 0.5])
