@@ -29,7 +29,6 @@ from methods.base import Forward, Method, StepOutput, label_grid
 from training.distributed import requested_world_size
 from utils.errors import DataError
 from utils.losses import DICE_SMOOTH, supervised_loss
-from utils.precision import Bf16Forward
 from utils.visualize import slice_grid
 
 CONF_THRESH = 0.95  # tau, the paper's and the release's conf_thresh
@@ -46,15 +45,6 @@ def confident_dice_loss(logits: torch.Tensor, targets: torch.Tensor, confident: 
     intersection = (keep * probability * one_hot).sum(dims)
     denominator = (keep * probability**2).sum(dims) + (keep * one_hot**2).sum(dims)
     return (1.0 - (2.0 * intersection + DICE_SMOOTH) / (denominator + DICE_SMOOTH)).mean()
-
-
-def feature_perturbed(forward: Forward, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The network's forward_fp (clean, perturbed logits) under the same --precision as `forward`."""
-    if isinstance(forward, Bf16Forward):
-        with torch.autocast(forward.device_type, dtype=torch.bfloat16):
-            clean, perturbed = forward.net.forward_fp(images)
-        return clean.float(), perturbed.float()
-    return forward.forward_fp(images)
 
 
 def cutmix_partners(n: int) -> torch.Tensor:
@@ -106,7 +96,7 @@ class UniMatch(Method):
 
         # One forward of labelled + weak items with the fp stream, in train mode, as the release (its pseudo-labels
         # come from this forward, detached).
-        logits, logits_fp = feature_perturbed(model, images)
+        logits, logits_fp = model.forward_fp(images)  # --precision applies (utils/precision.py Bf16Forward)
         logits_x, p_w, p_fp = logits[:n_l], logits[n_l:].detach(), logits_fp[n_l:]
         c_w, y_w = p_w.softmax(1).max(1)  # confidence and pseudo-label of each voxel
         confident_w = c_w >= tau

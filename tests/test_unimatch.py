@@ -246,7 +246,7 @@ def test_the_fp_forward_runs_under_bf16_like_the_plain_forward():
 
     torch.manual_seed(3)
     net, x = TinyFp(), torch.randn(2, 1, 8, 8)
-    clean, perturbed = unimatch.feature_perturbed(Bf16Forward(net, "cpu"), x)
+    clean, perturbed = Bf16Forward(net, "cpu").forward_fp(x)
     assert clean.dtype == perturbed.dtype == torch.float32
     torch.testing.assert_close(clean, net(x), rtol=0.05, atol=0.05)
     assert not torch.equal(clean, net(x))  # computed in bf16, not silently in float32

@@ -186,6 +186,13 @@ class Bf16Forward:
             output = self.net(*inputs)
         return output.float()
 
+    def forward_fp(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The network's feature-perturbation forward (networks/: clean and perturbed logits) under the same autocast,
+        float32 out."""
+        with torch.autocast(self.device_type, dtype=torch.bfloat16):
+            clean, perturbed = self.net.forward_fp(*inputs)
+        return clean.float(), perturbed.float()
+
     def __getattr__(self, name: str) -> Any:
         if name == "net":  # not set yet (copy, pickle): no recursion
             raise AttributeError(name)
