@@ -146,13 +146,13 @@ def _fake_run(root: Path, name: str, iterations: int, dice: dict[str, list[float
     from evaluation.metrics import metric_columns
 
     folder = root / name
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)  # a rerun replaces it
     info = {"method": "supervised", "labelled": 40, "unlabelled": 0, "seed": 1, "iterations": iterations,
             "train_wall_s": 1.0, "args": {"patch_size": [112, 112]}}  # fmt: skip
     (folder / "run.json").write_text(json.dumps(info))
     for post, values in dice.items():
         test = folder / f"test_iter_{iterations}{'' if post == 'none' else '_lcc'}"
-        test.mkdir()
+        test.mkdir(exist_ok=True)
         rows = ["case," + ",".join(metric_columns(4))]
         for i, d in enumerate(values):
             row = {m: 0.5 for m in metric_columns(4)} | {"dice": d, "dice_1": d, "dice_2": d, "dice_3": d}
@@ -175,6 +175,31 @@ def test_decide_applies_the_rule_written_before_the_runs(tmp_path):
                 lcc = [v - (0.01 if row == "uamt40" else 0.0) for v in values]
                 _fake_run(tmp_path, f"s{iterations}_{row}_s{seed}", iterations, {"none": values, "lcc": lcc})
     assert decide.decide(tmp_path) == "schedule S8000 (8000 iterations, lr x0.1 at 4000); --postprocess none"
+
+
+def test_decide_drops_s8000_when_its_seed_1337_screen_gains_under_half_a_dice(tmp_path):
+    """Rule 2a: with S4000 complete, seed 1337 of S8000 gaining 0.3 Dice on sup40 and uamt40 drops S8000 (S4000
+    chosen without S8000's other runs); a 0.6 gain on uamt40 alone passes the screen, and the rest of S8000 is then
+    pending. lcc keeps every row's Dice here: lcc."""
+    import decide
+
+    frames = 20
+    base = {"sup1400": 0.92, "sup40": 0.80, "uamt40": 0.82}
+    for row, d in base.items():
+        for seed in decide.SEEDS:
+            values = [d + 0.001 * i for i in range(frames)]
+            _fake_run(tmp_path, f"s4000_{row}_s{seed}", 4000, {"none": values, "lcc": values})
+    assert decide.decide(tmp_path).startswith("pending: 6 of 12 seed-pooled tests missing, e.g. s8000_sup1400")
+    for row, gain in (("sup40", 0.003), ("uamt40", 0.003)):
+        values = [base[row] + gain + 0.001 * i for i in range(frames)]
+        _fake_run(tmp_path, f"s8000_{row}_s1337", 8000, {"none": values, "lcc": values})
+    assert decide.screen(tmp_path) == "drop"
+    assert decide.decide(tmp_path).startswith("schedule S4000 (4000 iterations, lr x0.1 at 2000) (S8000 dropped")
+    assert decide.decide(tmp_path).endswith("--postprocess lcc")
+    values = [base["uamt40"] + 0.006 + 0.001 * i for i in range(frames)]
+    _fake_run(tmp_path, "s8000_uamt40_s1337", 8000, {"none": values, "lcc": values})
+    assert decide.screen(tmp_path) == "pass"
+    assert decide.decide(tmp_path).startswith("pending: 6 of 12")
 
 
 def test_camus_groups_are_named_as_their_runs_name_themselves():

@@ -23,6 +23,8 @@ CANDIDATES = (4000, 8000)  # shortest first
 ROWS = ("sup1400", "sup40", "uamt40")
 FLOOR = 0.90  # sup1400's LV-cavity Dice (class 1)
 GAIN = 0.01  # S8000 over S4000 for sup40 or uamt40, with p < 0.05
+SCREEN_ROWS = ("sup40", "uamt40")
+SCREEN_GAIN = 0.005  # rule 2a: seed 1337 of S8000 over S4000 on one of SCREEN_ROWS, else S8000 is dropped
 
 
 def name(iterations: int, row: str, postprocess: str = "none") -> str:
@@ -36,32 +38,48 @@ def paired(a: Pooled, b: Pooled) -> tuple[float, float]:
     return float((x - y).mean()), float(stats.wilcoxon(x, y).pvalue) if np.any(x != y) else 1.0
 
 
+def screen(root: Path) -> str | None:
+    """Rule 2a (the amendment, before any S8000 run): 'drop' when seed 1337 of S8000 gains < 0.5 Dice over S4000 on
+    both sup40 and uamt40, 'pass' when one gains more, None while its runs are missing."""
+    short, long = CANDIDATES
+    pairs = [(f"s{long}_{row}_s{SEEDS[0]}", f"s{short}_{row}_s{SEEDS[0]}") for row in SCREEN_ROWS]
+    if not all(done(root, n) for pair in pairs for n in pair):
+        return None
+    gains = {}
+    for (a, b), row in zip(pairs, SCREEN_ROWS):
+        gains[row] = Pooled(root, a).mean("dice") - Pooled(root, b).mean("dice")
+        print(f"screen (seed {SEEDS[0]}) S{long} - S{short}, {row}: {100 * gains[row]:+.2f} Dice")
+    return "pass" if any(gain >= SCREEN_GAIN for gain in gains.values()) else "drop"
+
+
 def decide(root: Path) -> str:
     """The rule's outcome as one line ('pending: ...' while runs are missing)."""
-    wanted = [name(i, r, p) for i in CANDIDATES for r in ROWS for p in ("none", "lcc")]
+    short, long = CANDIDATES
+    candidates = CANDIDATES if screen(root) != "drop" else (short,)
+    wanted = [name(i, r, p) for i in candidates for r in ROWS for p in ("none", "lcc")]
     missing = [n for n in wanted if not done(root, n)]
     if missing:
         return f"pending: {len(missing)} of {len(wanted)} seed-pooled tests missing, e.g. {missing[0]}"
-    runs = {(i, r, p): Pooled(root, name(i, r, p)) for i in CANDIDATES for r in ROWS for p in ("none", "lcc")}
+    runs = {(i, r, p): Pooled(root, name(i, r, p)) for i in candidates for r in ROWS for p in ("none", "lcc")}
     for key, run in runs.items():
         print(summary_line(name(*key), run, None, ""))
-    admissible = [i for i in CANDIDATES if runs[i, "sup1400", "none"].mean("dice_1") >= FLOOR]
-    short, long = CANDIDATES
-    gains = {row: paired(runs[long, row, "none"], runs[short, row, "none"]) for row in ("sup40", "uamt40")}
-    for row, (gain, p) in gains.items():
-        print(f"S{long} - S{short}, {row}: {100 * gain:+.2f} Dice, p = {p:.3g}")
+    admissible = [i for i in candidates if runs[i, "sup1400", "none"].mean("dice_1") >= FLOOR]
     if not admissible:
         return "no candidate reaches the floor (sup1400 LV cavity >= 90): add the next candidate to schedule.sh"
-    if long in admissible and any(gain >= GAIN and p < 0.05 for gain, p in gains.values()):
-        chosen = long
-    else:
-        chosen = short if short in admissible else long
+    chosen = short if short in admissible else long
+    if long in candidates:
+        gains = {row: paired(runs[long, row, "none"], runs[short, row, "none"]) for row in SCREEN_ROWS}
+        for row, (gain, p) in gains.items():
+            print(f"S{long} - S{short}, {row}: {100 * gain:+.2f} Dice, p = {p:.3g}")
+        if long in admissible and any(gain >= GAIN and p < 0.05 for gain, p in gains.values()):
+            chosen = long
     keeps = all(
         round(100 * runs[chosen, r, "lcc"].mean("dice"), 2) >= round(100 * runs[chosen, r, "none"].mean("dice"), 2)
         for r in ROWS
     )
     post = "lcc" if keeps else "none"
-    return f"schedule S{chosen} ({chosen} iterations, lr x0.1 at {chosen // 2}); --postprocess {post}"
+    dropped = "" if long in candidates else f" (S{long} dropped by the seed-{SEEDS[0]} screen, rule 2a)"
+    return f"schedule S{chosen} ({chosen} iterations, lr x0.1 at {chosen // 2}){dropped}; --postprocess {post}"
 
 
 def main() -> None:
