@@ -114,15 +114,17 @@ CONFIGS = {
     # split takes the four frames of a patient whole. Labelled sets: 10 and 40 whole patients (40 and 160 frames),
     # every 40th / 10th patient of train.list (benchmarks/camus_validation/make_root.py --arena_lists; the rule at
     # each list's top); supervised:1600 (every frame) is the floor: >= 90 LV-cavity Dice.
-    # SCHEDULE PENDING: iterations, lr step, lambda(t)'s ramp, BCP's stages and batch are placeholders, decided by
-    # benchmarks/camus_validation (schedule.sh, its rule at the top) before any run of this table; the values below
-    # are its shorter candidate (lambda reaching 0.1 at the run's end, the release's shape). Batches: 4 labelled
-    # items a step for every method (supervised 4; UA-MT-unlabel and CPS 4 + 2 unlabelled; BCP 8 = 4 + 4).
-    # --postprocess: every run is tested with none and with lcc, both kept (table.md, table_lcc.md); which one is
-    # the arena's headline is decided by the same rule.
+    # SCHEDULE, decided on validation patients (benchmarks/camus_validation: schedule.sh's rule, written before the
+    # runs, amended (2a) before any 8000-iteration run; decide.py -> "schedule S4000 ... --postprocess lcc";
+    # RESULTS.md, "CAMUS"): 4000 iterations, lr x0.1 at 2000, lambda(t) ramped over 40 epochs of 100 iterations
+    # (0.1 at the run's end, the release's shape). Batches: 4 labelled items a step for every method (supervised 4;
+    # UA-MT-unlabel, CPS and UniMatch 4 + 2 unlabelled; BCP 8 = 4 + 4, a quarter of the run copy-paste pre-training,
+    # not validated: scaled with the schedule as the rule says).
+    # --postprocess: every run is tested with none and with lcc, both kept (table.md, table_lcc.md); lcc is the
+    # arena's headline (the rule's 3: on validation it did not lower any row's Dice).
     "camus": Scale(
         "data/CAMUS", (112, 112), 4000, 2000, 100, 40, 32, 4, 1000,
-        schedules=(("bcp", Schedule(4000, 2000, bcp_stages(1000, 8, 4))),),  # pending (camus_validation)
+        schedules=(("bcp", Schedule(4000, 2000, bcp_stages(1000, 8, 4))),),
         data_flags=("--resize", "112", "112", "--num_classes", "4", "--augment", "flip_lr",
                     "--group_by", CAMUS_GROUP_BY),
         method_flags=(("uamt_unlabel", ("--batch_size", "6", "--labeled_bs", "4")),
