@@ -5,30 +5,22 @@ and the share of the consistency items that student and teacher call foreground.
     python3 benchmarks/hc18_validation/curves.py model/inv uamt_default uamt_b6l4_lam
 """
 
-import re
 import sys
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from log_means import logged  # noqa: E402
+
 KEYS = ("loss/loss_seg_dice", "dice/student_labelled", "dice/teacher_labelled", "train/consistency_weight",
         "train/consistency_loss", "uncertainty/mask_per", "foreground/student", "foreground/teacher")  # fmt: skip
-
-
-def read_log(path: Path) -> dict[int, dict[str, float]]:
-    rows = {}
-    for line in path.read_text().splitlines():
-        match = re.search(r"iteration (\d+): (.*)", line)
-        if match:
-            pairs = (item.split(" ") for item in match.group(2).split(", "))
-            rows[int(match.group(1))] = {key: float(value) for key, value in pairs}
-    return rows
 
 
 def main() -> None:
     root = Path(sys.argv[1])
     for name in sys.argv[2:]:
-        rows = read_log(root / name / "log.txt")
+        rows = logged(root / name)
         keys = [k for k in KEYS if any(k in r for r in rows.values())]
         print(name)
         for low in range(0, max(rows), 100):
