@@ -23,8 +23,8 @@ CANDIDATES = (4000, 8000)  # shortest first
 ROWS = ("sup1400", "sup40", "uamt40")
 FLOOR = 0.90  # sup1400's LV-cavity Dice (class 1)
 GAIN = 0.01  # S8000 over S4000 for sup40 or uamt40, with p < 0.05
-SCREEN_ROWS = ("sup40", "uamt40")
-SCREEN_GAIN = 0.005  # rule 2a: seed 1337 of S8000 over S4000 on one of SCREEN_ROWS, else S8000 is dropped
+TEN_PATIENT_ROWS = ("sup40", "uamt40")  # the rows rule 2 (GAIN) and rule 2a (SCREEN_GAIN) compare
+SCREEN_GAIN = 0.005  # rule 2a: seed 1337 of S8000 over S4000 on one of TEN_PATIENT_ROWS, else S8000 is dropped
 
 
 def name(iterations: int, row: str, postprocess: str = "none") -> str:
@@ -42,12 +42,12 @@ def screen(root: Path) -> str | None:
     """Rule 2a (the amendment, before any S8000 run): 'drop' when seed 1337 of S8000 gains < 0.5 Dice over S4000 on
     both sup40 and uamt40, 'pass' when one gains more, None while its runs are missing."""
     short, long = CANDIDATES
-    pairs = [(f"s{long}_{row}_s{SEEDS[0]}", f"s{short}_{row}_s{SEEDS[0]}") for row in SCREEN_ROWS]
-    if not all(done(root, n) for pair in pairs for n in pair):
+    seed_1337 = {i: {row: f"s{i}_{row}_s{SEEDS[0]}" for row in TEN_PATIENT_ROWS} for i in CANDIDATES}
+    if not all(done(root, n) for runs in seed_1337.values() for n in runs.values()):
         return None
     gains = {}
-    for (a, b), row in zip(pairs, SCREEN_ROWS):
-        gains[row] = Pooled(root, a).mean("dice") - Pooled(root, b).mean("dice")
+    for row in TEN_PATIENT_ROWS:
+        gains[row] = Pooled(root, seed_1337[long][row]).mean("dice") - Pooled(root, seed_1337[short][row]).mean("dice")
         print(f"screen (seed {SEEDS[0]}) S{long} - S{short}, {row}: {100 * gains[row]:+.2f} Dice")
     return "pass" if any(gain >= SCREEN_GAIN for gain in gains.values()) else "drop"
 
@@ -68,7 +68,7 @@ def decide(root: Path) -> str:
         return "no candidate reaches the floor (sup1400 LV cavity >= 90): add the next candidate to schedule.sh"
     chosen = short if short in admissible else long
     if long in candidates:
-        gains = {row: paired(runs[long, row, "none"], runs[short, row, "none"]) for row in SCREEN_ROWS}
+        gains = {row: paired(runs[long, row, "none"], runs[short, row, "none"]) for row in TEN_PATIENT_ROWS}
         for row, (gain, p) in gains.items():
             print(f"S{long} - S{short}, {row}: {100 * gain:+.2f} Dice, p = {p:.3g}")
         if long in admissible and any(gain >= GAIN and p < 0.05 for gain, p in gains.values()):
