@@ -124,7 +124,11 @@ CONFIGS = {
     # arena's headline (the rule's 3: on validation it did not lower any row's Dice).
     "camus": Scale(
         "data/CAMUS", (112, 112), 4000, 2000, 100, 40, 32, 4, 1000,
-        schedules=(("bcp", Schedule(4000, 2000, bcp_stages(1000, 8, 4))),),
+        schedules=(("bcp", Schedule(4000, 2000, bcp_stages(1000, 8, 4))),
+                   # BCP at UA-MT-unlabel's work (benchmarks/work.py at 112x112, K = 4): UA-MT-unlabel 4 + 2 is 36.0
+                   # forward-equivalents an iteration (144,000 a run), BCP's stages 12.0 and 16.0 (60,000 a run,
+                   # 42 %); 2400 + 7200 iterations do 144,000 (stage 1 a quarter, as above; the lr step scaled x2.4).
+                   ("bcp_equal_work", Schedule(9600, 4800, bcp_stages(2400, 8, 4)))),
         data_flags=("--resize", "112", "112", "--num_classes", "4", "--augment", "flip_lr",
                     "--group_by", CAMUS_GROUP_BY),
         method_flags=(("uamt_unlabel", ("--batch_size", "6", "--labeled_bs", "4")),
@@ -181,6 +185,7 @@ GROUPS = {
     # UA-MT at the 2D default BatchNorm (split, decided on HC18 validation), named in run.json as it runs
     "uamt_unlabel_bnsplit:40": Group("uamt_unlabel", 40, ("--student_batchnorm", "split")),
     "bcp:40": Group("bcp", 40),
+    "bcp_equal_work:40": Group("bcp", 40, variant="equal_work"),  # BCP with UA-MT's work (camus)
     "uamt_unlabel_bnsplit:160": Group("uamt_unlabel", 160, ("--student_batchnorm", "split")),
     "cps:40": Group("cps", 40),
     "supervised_unet:40": Group("supervised", 40, ("--net", "unet")),
@@ -190,7 +195,7 @@ DEFAULT_GROUPS = list(GROUPS)[:8]
 CONFIG_GROUPS = {"hc18": ["supervised:160", "uamt_unlabel:16", "supervised:16", "bcp:16", "uamt_unlabel_bnsplit:16"],
                  "camus": ["supervised:1600", "uamt_unlabel_bnsplit:40", "supervised:40", "bcp:40",
                            "uamt_unlabel_bnsplit:160", "supervised:160", "cps:40", "supervised_unet:40",
-                           "uamt_unlabel_bnsplit_unet:40", "unimatch:40", "unimatch:160"],
+                           "uamt_unlabel_bnsplit_unet:40", "unimatch:40", "unimatch:160", "bcp_equal_work:40"],
                  "la_half": [*DEFAULT_GROUPS, "bcp_equal_work:8", "uamt_unlabel_4plus2:16",
                              "uamt_unlabel_4plus2:8", "cps:8", "cps:16", "cps_equal_work:8", "unimatch:8",
                              "unimatch:16"]}  # fmt: skip
@@ -216,7 +221,9 @@ COMPARE = [("uamt_unlabel:8", "supervised:8"), ("uamt_unlabel:16", "supervised:1
            ("uamt_unlabel_bnsplit:160", "supervised:160"), ("supervised:1600", "supervised:40"),
            ("unimatch:40", "supervised:40"), ("unimatch:40", "uamt_unlabel_bnsplit:40"),
            ("unimatch:160", "supervised:160"), ("uamt_unlabel_bnsplit_unet:40", "supervised_unet:40"),
-           ("uamt_unlabel_bnsplit_unet:40", "uamt_unlabel_bnsplit:40")]  # fmt: skip
+           ("uamt_unlabel_bnsplit_unet:40", "uamt_unlabel_bnsplit:40"),
+           ("bcp_equal_work:40", "supervised:40"), ("bcp_equal_work:40", "uamt_unlabel_bnsplit:40"),
+           ("bcp_equal_work:40", "bcp:40"), ("unimatch:40", "bcp_equal_work:40")]  # fmt: skip
 GAP = ("supervised:16", "uamt_unlabel:16", "supervised:80")  # the share of the 16 -> 80 gap that UA-MT closes
 CONFIG_GAP = {
     "hc18": ("supervised:16", "uamt_unlabel:16", "supervised:160"),
