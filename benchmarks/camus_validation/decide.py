@@ -27,8 +27,9 @@ TEN_PATIENT_ROWS = ("sup40", "uamt40")  # the rows rule 2 (GAIN) and rule 2a (SC
 SCREEN_GAIN = 0.005  # rule 2a: seed 1337 of S8000 over S4000 on one of TEN_PATIENT_ROWS, else S8000 is dropped
 
 
-def name(iterations: int, row: str, postprocess: str = "none") -> str:
-    return ",".join(f"s{iterations}_{row}_s{seed}" for seed in SEEDS) + ("" if postprocess == "none" else "@lcc")
+def name(iterations: int, row: str, postprocess: str = "none", seeds: tuple[int, ...] = SEEDS) -> str:
+    """The runs of one row at one candidate, as compare.py names them (seeds pooled; '@lcc': the lcc tests)."""
+    return ",".join(f"s{iterations}_{row}_s{seed}" for seed in seeds) + ("" if postprocess == "none" else "@lcc")
 
 
 def paired(a: Pooled, b: Pooled) -> tuple[float, float]:
@@ -42,12 +43,12 @@ def screen(root: Path) -> str | None:
     """Rule 2a (the amendment, before any S8000 run): 'drop' when seed 1337 of S8000 gains < 0.5 Dice over S4000 on
     both sup40 and uamt40, 'pass' when one gains more, None while its runs are missing."""
     short, long = CANDIDATES
-    seed_1337 = {i: {row: f"s{i}_{row}_s{SEEDS[0]}" for row in TEN_PATIENT_ROWS} for i in CANDIDATES}
-    if not all(done(root, n) for runs in seed_1337.values() for n in runs.values()):
+    seed1 = {(i, row): name(i, row, seeds=SEEDS[:1]) for i in CANDIDATES for row in TEN_PATIENT_ROWS}
+    if not all(done(root, n) for n in seed1.values()):
         return None
     gains = {}
     for row in TEN_PATIENT_ROWS:
-        gains[row] = Pooled(root, seed_1337[long][row]).mean("dice") - Pooled(root, seed_1337[short][row]).mean("dice")
+        gains[row] = Pooled(root, seed1[long, row]).mean("dice") - Pooled(root, seed1[short, row]).mean("dice")
         print(f"screen (seed {SEEDS[0]}) S{long} - S{short}, {row}: {100 * gains[row]:+.2f} Dice")
     return "pass" if any(gain >= SCREEN_GAIN for gain in gains.values()) else "drop"
 
