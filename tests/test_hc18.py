@@ -10,7 +10,7 @@ from conftest import REPO, SHARED_HC18
 
 import training.loop as training
 from dataloaders.la_heart import TrainTransform, random_rot_flip
-from methods import UAMTUnlabel
+from methods import UAMTUnlabel, UniMatch
 from networks.vnet import VNet
 from utils.mean_teacher import hard_dice, side_forward
 
@@ -166,19 +166,24 @@ def test_bcp_equal_work_row_does_uamt_work():
         run_table.job_commands("bcp_equal_work:8", 1337, run_table.CONFIGS["paper"], "m", "cpu")
 
 
-def test_uamt_4plus2_row_differs_from_uamt_unlabel_only_in_its_batch():
-    """la_half's 4 + 2 UA-MT row: the supervised batch's 4 labelled items plus 2 unlabelled, everything else as
-    uamt_unlabel:16 (same schedule, ramps and labelled cases), its runs named and grouped apart."""
+@pytest.mark.parametrize(
+    "group, base_group, method",
+    [("uamt_unlabel_4plus2:16", "uamt_unlabel:16", UAMTUnlabel), ("unimatch_4plus2:8", "unimatch:8", UniMatch)],
+)
+def test_4plus2_rows_differ_from_their_method_only_in_the_batch(group: str, base_group: str, method: type) -> None:
+    """la_half's 4 + 2 rows: the supervised batch's 4 labelled items plus 2 unlabelled, everything else as the
+    method's 2 + 2 row (same schedule, ramps and labelled cases), their runs named and grouped apart."""
     scale = run_table.CONFIGS["la_half"]
-    exp, (train, test), final = run_table.job_commands("uamt_unlabel_4plus2:16", 1337, scale, "m", "cpu")
-    _, (base, base_test), base_final = run_table.job_commands("uamt_unlabel:16", 1337, scale, "m", "cpu")
-    assert exp == "uamt_unlabel_4plus2_16_seed1337" and final == base_final == 1200
-    parser = training.training_parser("", "x", UAMTUnlabel)
+    exp, (train, test), final = run_table.job_commands(group, 1337, scale, "m", "cpu")
+    base_exp, (base, base_test), base_final = run_table.job_commands(base_group, 1337, scale, "m", "cpu")
+    assert exp == f"{method.name}_4plus2_{group.split(':')[1]}_seed1337" and final == base_final == 1200
+    assert train[1] == base[1] == method.script
+    parser = training.training_parser("", "x", method)
     args, base_args = vars(parser.parse_args(train[2:])), vars(parser.parse_args(base[2:]))
     differ = {k: (base_args[k], args[k]) for k in args if args[k] != base_args[k]}
-    assert differ == {"exp": ("uamt_unlabel_16_seed1337", exp), "batch_size": (4, 6), "labeled_bs": (2, 4),
-                      "variant": ("", "4plus2")}  # fmt: skip
+    assert differ == {"exp": (base_exp, exp), "batch_size": (4, 6), "labeled_bs": (2, 4), "variant": ("", "4plus2")}
     assert test[test.index("--model") + 1] == exp and len(test) == len(base_test)
+    assert f"{method.name}_4plus2" in method.display_names
 
 
 def test_short_ramp_warning_names_the_fitting_epoch_length():
