@@ -61,6 +61,8 @@ class Scale:
     postprocess: tuple[str, ...] = ("none",)
 
 
+# 4 labelled + 2 unlabelled items a step: the supervised batch's labelled items plus 2 to learn from
+BATCH_4PLUS2 = ("--batch_size", "6", "--labeled_bs", "4")
 CAMUS_GROUP_BY = r"^(patient\d+)_"  # CAMUS IDs: patient0001_2CH_ED (benchmarks/camus_validation/make_root.py)
 
 
@@ -101,7 +103,7 @@ CONFIGS = {
         "data/HC18", (128, 192), 600, 250, 15, 40, 32, 4, 200,
         schedules=(("bcp", Schedule(600, 250, bcp_stages(200, 4, 2))),),
         data_flags=("--resize", "128", "192"),
-        method_flags=(("uamt_unlabel", ("--batch_size", "6", "--labeled_bs", "4", "--student_batchnorm", "joint")),),
+        method_flags=(("uamt_unlabel", (*BATCH_4PLUS2, "--student_batchnorm", "joint")),),
         labeled_lists=((16, "benchmarks/hc18_labelled_16.list"),),
     ),
     # CAMUS echocardiography (issue 22; 2D, 224x224, K = 4: LV cavity, LV myocardium, left atrium; train.list 1600
@@ -131,9 +133,7 @@ CONFIGS = {
                    ("bcp_equal_work", Schedule(9600, 4800, bcp_stages(2400, 8, 4)))),
         data_flags=("--resize", "112", "112", "--num_classes", "4", "--augment", "flip_lr",
                     "--group_by", CAMUS_GROUP_BY),
-        method_flags=(("uamt_unlabel", ("--batch_size", "6", "--labeled_bs", "4")),
-                      ("cps", ("--batch_size", "6", "--labeled_bs", "4")),
-                      ("unimatch", ("--batch_size", "6", "--labeled_bs", "4"))),
+        method_flags=(("uamt_unlabel", BATCH_4PLUS2), ("cps", BATCH_4PLUS2), ("unimatch", BATCH_4PLUS2)),
         labeled_lists=((40, "benchmarks/camus_labelled_40.list"), (160, "benchmarks/camus_labelled_160.list")),
         postprocess=("none", "lcc"),
     ),
@@ -163,8 +163,8 @@ GROUPS = {
     "supervised:160": Group("supervised", 160),  # HC18: every train frame labelled
     "bcp_equal_work:8": Group("bcp", 8, variant="equal_work"),  # BCP with UA-MT's work (la_half)
     # UA-MT-unlabel with the supervised batch's 4 labelled items plus 2 unlabelled (la_half's default batch is 2 + 2)
-    "uamt_unlabel_4plus2:16": Group("uamt_unlabel", 16, ("--batch_size", "6", "--labeled_bs", "4"), variant="4plus2"),
-    "uamt_unlabel_4plus2:8": Group("uamt_unlabel", 8, ("--batch_size", "6", "--labeled_bs", "4"), variant="4plus2"),
+    "uamt_unlabel_4plus2:16": Group("uamt_unlabel", 16, BATCH_4PLUS2, variant="4plus2"),
+    "uamt_unlabel_4plus2:8": Group("uamt_unlabel", 8, BATCH_4PLUS2, variant="4plus2"),
     # UA-MT-unlabel with the labelled items' own BatchNorm statistics (HC18: issue 13's cause)
     "uamt_unlabel_bnsplit:16": Group("uamt_unlabel", 16, ("--student_batchnorm", "split")),
     # Cross pseudo supervision: two networks (its lambda ramped as UA-MT's, README "Cross pseudo supervision")
@@ -181,7 +181,7 @@ GROUPS = {
     # UniMatch with the supervised batch's 4 labelled items plus 2 unlabelled, as uamt_unlabel_4plus2 (la_half; the
     # CAMUS rows run 4 + 2 already). 40.1 forward-equivalents an iteration (benchmarks/work.py --batch_size 6
     # --labeled_bs 4), 12 % over uamt_unlabel_4plus2's 35.9: within 20 %, the arena's schedule.
-    "unimatch_4plus2:8": Group("unimatch", 8, ("--batch_size", "6", "--labeled_bs", "4"), variant="4plus2"),
+    "unimatch_4plus2:8": Group("unimatch", 8, BATCH_4PLUS2, variant="4plus2"),
     # CAMUS (issue 22): labelled frames of whole patients (4 a patient); run.json's method of a --net unet run is
     # <method>_unet (training/loop.py run_name), its group supervised_unet:40
     "supervised:1600": Group("supervised", 1600),
