@@ -167,16 +167,22 @@ def test_bcp_equal_work_row_does_uamt_work():
 
 
 @pytest.mark.parametrize(
-    "group, base_group, method",
-    [("uamt_unlabel_4plus2:16", "uamt_unlabel:16", UAMTUnlabel), ("unimatch_4plus2:8", "unimatch:8", UniMatch)],
-)
-def test_4plus2_rows_differ_from_their_method_only_in_the_batch(group: str, base_group: str, method: type) -> None:
+    "group, base_group, method, names",
+    [
+        ("uamt_unlabel_4plus2:16", "uamt_unlabel:16", UAMTUnlabel,
+         ("uamt_unlabel_4plus2_16_seed1337", "uamt_unlabel_16_seed1337")),
+        ("unimatch_4plus2:8", "unimatch:8", UniMatch, ("unimatch_4plus2_8_seed1337", "unimatch_8_seed1337")),
+    ],
+)  # fmt: skip
+def test_4plus2_rows_differ_from_their_method_only_in_the_batch(
+    group: str, base_group: str, method: type, names: tuple[str, str]
+) -> None:
     """la_half's 4 + 2 rows: the supervised batch's 4 labelled items plus 2 unlabelled, everything else as the
     method's 2 + 2 row (same schedule, ramps and labelled cases), their runs named and grouped apart."""
     scale = run_table.CONFIGS["la_half"]
     exp, (train, test), final = run_table.job_commands(group, 1337, scale, "m", "cpu")
     base_exp, (base, base_test), base_final = run_table.job_commands(base_group, 1337, scale, "m", "cpu")
-    assert exp == f"{method.name}_4plus2_{group.split(':')[1]}_seed1337" and final == base_final == 1200
+    assert (exp, base_exp) == names and final == base_final == 1200
     assert train[1] == base[1] == method.script
     parser = training.training_parser("", "x", method)
     args, base_args = vars(parser.parse_args(train[2:])), vars(parser.parse_args(base[2:]))
