@@ -28,11 +28,11 @@ import torch  # noqa: E402
 from benchmarks.work import forward_flop, matmul_gflops, write_figures  # noqa: E402
 from evaluation.windows import sliding_window_probability, whole_volume_probability, window_starts
 from networks.vnet import VNet  # noqa: E402
-from training.cpu_memory import reuse_freed_memory
 from utils.cli import (
     Parser,  # noqa: E402
     run_guarded,
 )
+from utils.cpu_memory import reuse_freed_memory
 from utils.precision import autocast, resolve_precision  # noqa: E402
 
 LA_MEDIAN_SHAPE = (190, 142, 88)  # median of the 100 LA volumes (their sides: 148..244 x 132..160 x 88)

@@ -6,24 +6,12 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from scipy import ndimage
+
+from utils.components import largest_component
 
 # none: the prediction as the network gives it (the papers' protocol); lcc: the largest connected component of each
 # foreground structure.
 POSTPROCESSING = ("none", "lcc")
-
-
-def largest_component(labels: np.ndarray) -> np.ndarray:
-    """Keep, for each foreground class of one label map, its largest connected component (full connectivity, as
-    skimage's label in the release); a class without voxels stays empty."""
-    kept = np.zeros_like(labels)
-    structure = np.ones((3,) * labels.ndim, dtype=bool)
-    for c in np.unique(labels[labels > 0]):
-        components, count = ndimage.label(labels == c, structure=structure)
-        if count:
-            largest = 1 + int(np.argmax(np.bincount(components.ravel())[1:]))
-            kept[components == largest] = c
-    return kept
 
 
 def postprocess(prediction: np.ndarray, method: str) -> np.ndarray:

@@ -14,14 +14,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from dataloaders.flags import add_data_flags, check_dimensions, resolve_patch_size
 from dataloaders.sources import Source, open_folder, open_source
 from evaluation.postprocess import add_postprocess_flag, postprocess
 from evaluation.prediction import default_class_names, mc_dropout_entropy, overlay_panel, structure_sizes
 from evaluation.testing import add_blend_flag, fill_from_training, load_network, resolve_blend
 from evaluation.windows import sliding_window_probability
-from training.cpu_memory import reuse_freed_memory
-from training.options import add_data_flags, check_dimensions, default_device, resolve_patch_size
-from utils.cli import DEVICE_HELP, Parser, check_device, run_guarded
+from utils.cli import DEVICE_HELP, Parser, check_device, default_device, run_guarded
+from utils.cpu_memory import reuse_freed_memory
 from utils.errors import DataError
 from utils.precision import add_precision_flag, autocast, resolve_precision
 from utils.threads import add_threads_flag

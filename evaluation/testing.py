@@ -15,15 +15,15 @@ from torch import nn
 from tqdm import tqdm
 
 from dataloaders.checks import check_dataset
+from dataloaders.flags import add_data_flags, check_dimensions, resolve_patch_size
 from dataloaders.sources import open_source
 from evaluation.metrics import METRICS, class_metrics, metric_columns, summarize
 from evaluation.postprocess import add_postprocess_flag, postprocess
 from evaluation.windows import BLENDS, sliding_window_probability, whole_volume_probability
-from networks import build_network
-from training.checkpoint import load_checkpoint, saved_iterations
-from training.cpu_memory import reuse_freed_memory
-from training.options import DEFAULT_NET, add_data_flags, check_dimensions, default_device, resolve_patch_size
-from utils.cli import DEVICE_HELP, Parser, check_device, machine_description, run_guarded
+from networks import DEFAULT_NET, build_network
+from utils.checkpoint import load_checkpoint, saved_iterations
+from utils.cli import DEVICE_HELP, Parser, check_device, default_device, machine_description, run_guarded
+from utils.cpu_memory import reuse_freed_memory
 from utils.errors import DataError
 from utils.precision import add_precision_flag, autocast, resolve_precision
 from utils.threads import add_threads_flag

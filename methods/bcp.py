@@ -22,9 +22,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from evaluation.postprocess import largest_component
 from methods.base import Forward, Method, NewNetwork, StepOutput, frozen_teacher, label_grid
 from utils import ramps
+from utils.components import largest_component
 from utils.errors import DataError
 from utils.mean_teacher import ema_average
 from utils.visualize import slice_grid

@@ -18,12 +18,12 @@ import torch
 
 from methods.base import Forward, Method, NewNetwork, StepOutput, add_consistency_flags, frozen_teacher, label_grid
 from methods.supervised import first_item_images
-from training.distributed import requested_world_size
 from utils import ramps
 from utils.errors import DataError
 from utils.losses import supervised_loss
 from utils.mean_teacher import ema_update, hard_dice, side_forward, uncertainty_aware_consistency
 from utils.visualize import slice_grid
+from utils.world_size import requested_world_size
 
 LOW_FINAL_WEIGHT = 0.5  # warn when lambda(t) ends below this share of --consistency
 

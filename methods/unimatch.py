@@ -26,10 +26,10 @@ import torch.nn.functional as F
 
 from dataloaders.strong_augment import CUTMIX_P, cutmix_box, strong_view
 from methods.base import Forward, Method, StepOutput, label_grid
-from training.distributed import requested_world_size
 from utils.errors import DataError
 from utils.losses import DICE_SMOOTH, supervised_loss
 from utils.visualize import slice_grid
+from utils.world_size import requested_world_size
 
 CONF_THRESH = 0.95  # tau, the paper's and the release's conf_thresh
 

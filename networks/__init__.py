@@ -8,8 +8,9 @@ from networks.unet import UNet
 from networks.vnet import VNet, count_parameters
 
 NETWORKS: dict[str, type[nn.Module]] = {"vnet": VNet, "unet": UNet}
+DEFAULT_NET = "vnet"  # the UA-MT V-Net, volumes and frames
 
-__all__ = ["NETWORKS", "UNet", "VNet", "build_network", "count_parameters"]
+__all__ = ["DEFAULT_NET", "NETWORKS", "UNet", "VNet", "build_network", "count_parameters"]
 
 
 def build_network(

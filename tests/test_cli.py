@@ -20,7 +20,7 @@ from evaluation.testing import load_network
 from evaluation.windows import sliding_window_probability
 from methods import METHODS, UAMTUnlabel
 from networks.vnet import VNet
-from training.checkpoint import load_checkpoint
+from utils.checkpoint import load_checkpoint
 from utils.cli import Parser, check_device
 from utils.errors import DataError
 

@@ -13,7 +13,7 @@ from conftest import SMALL_PATCH, method_args, train_test_predict
 import training.loop as training
 from methods import CPS, UAMTUnlabel
 from methods.base import Method, StepOutput
-from training.checkpoint import load_checkpoint
+from utils.checkpoint import load_checkpoint
 from utils.errors import DataError
 from utils.losses import supervised_loss
 

@@ -11,7 +11,7 @@ ROUNDS = 30
 PROBE = """
 import resource, sys, torch
 sys.path.insert(0, {repo!r})
-from training.cpu_memory import reuse_freed_memory
+from utils.cpu_memory import reuse_freed_memory
 applied = reuse_freed_memory() if {reuse} else False
 block = 64 * 2**20 // 4  # 64 MiB of float32: above glibc's largest mmap threshold (32 MiB)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt

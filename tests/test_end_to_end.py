@@ -18,13 +18,13 @@ from tensorboardX.proto import event_pb2
 import evaluation.testing as testing
 import methods.uamt
 import training.loop as training
+from dataloaders.flags import resolve_patch_size
 from dataloaders.sources import ImageFolderSource
 from dataloaders.synthetic import make_synthetic_la, synthetic_case
 from evaluation.metrics import class_metrics
 from evaluation.testing import load_network
 from evaluation.windows import sliding_window_probability
 from methods import UAMT, Supervised, UAMTUnlabel
-from training.options import resolve_patch_size
 from utils.errors import DataError
 from utils.visualize import slice_grid
 

@@ -12,8 +12,8 @@ import torch
 from conftest import REPO, SMALL_PATCH
 
 import methods.uamt
-import training.checkpoint as checkpoint
 import training.loop as training
+import utils.checkpoint as checkpoint
 from dataloaders.la_heart import TwoStreamBatchSampler
 from methods import UAMTUnlabel
 

@@ -47,7 +47,11 @@ def test_readme_echo_section_runs_as_written(tmp_path):
         (work / path.name).symlink_to(path)
     python = Path(tmp_path / "bin")
     python.mkdir()
-    (python / "python3").symlink_to(sys.executable)  # the block's python3 is this interpreter
+    # The block's python3 is this interpreter. A wrapper, not a symlink: a virtual environment's python is found by
+    # the pyvenv.cfg beside the path it is called by, so a symlink elsewhere would run the base interpreter.
+    wrapper = python / "python3"
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    wrapper.chmod(0o755)
     env = os.environ | {"PATH": f"{python}:{os.environ['PATH']}", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=work, env=env, capture_output=True,
                             text=True, timeout=900)  # fmt: skip

@@ -13,7 +13,7 @@ import methods.unimatch as unimatch
 import training.loop as training
 from dataloaders.synthetic_echo import make_synthetic_echo
 from methods import METHODS, UniMatch
-from training.checkpoint import load_checkpoint
+from utils.checkpoint import load_checkpoint
 from utils.errors import DataError
 from utils.losses import supervised_loss
 

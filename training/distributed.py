@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from utils.world_size import requested_world_size
+
 
 @dataclass(frozen=True)
 class Ranks:
@@ -23,11 +25,6 @@ class Ranks:
     def is_main(self) -> bool:
         """Rank 0 alone logs and writes checkpoints."""
         return self.rank == 0
-
-
-def requested_world_size() -> int:
-    """The processes torchrun started (1 without torchrun); readable before the process group exists."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def start(device: str) -> tuple[Ranks, torch.device]:

@@ -25,30 +25,22 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from dataloaders.checks import check_dataset
+from dataloaders.flags import check_dimensions, resolve_patch_size
 from dataloaders.la_heart import LAHeart, TrainTransform, TwoStreamBatchSampler
 from dataloaders.sources import Source, open_source
 from methods.base import Forward, Method, StepOutput
-from networks import build_network
+from networks import DEFAULT_NET, build_network
 from training import distributed
-from training.checkpoint import (
-    all_finite,
-    check_networks,
-    load_checkpoint,
-    restore_training_state,
-    save_atomic,
-    training_state,
-)
-from training.cpu_memory import reuse_freed_memory
+from training.checkpoint import all_finite, check_networks, restore_training_state, training_state
 from training.options import (
     DEFAULT_AUGMENT,
-    DEFAULT_NET,
     check_args,
-    check_dimensions,
-    resolve_patch_size,
     split_labelled,
     training_parser,
 )
+from utils.checkpoint import load_checkpoint, save_atomic
 from utils.cli import RunStopped, check_device, machine_description, run_guarded
+from utils.cpu_memory import reuse_freed_memory
 from utils.errors import DataError
 from utils.precision import cast_forward, resolve_precision
 

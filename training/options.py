@@ -7,33 +7,20 @@ import argparse
 import re
 from pathlib import Path
 
-import torch
-
+from dataloaders.flags import add_data_flags
 from dataloaders.la_heart import AUGMENTATIONS
-from dataloaders.sources import NORMALIZATIONS, Source
+from dataloaders.sources import Source
 from methods.base import Method
-from networks import NETWORKS
+from networks import DEFAULT_NET, NETWORKS
 from networks.vnet import SIDE_MULTIPLE
-from utils.cli import DEVICE_HELP, Parser
+from utils.cli import DEVICE_HELP, Parser, default_device
 from utils.errors import DataError
 from utils.precision import add_precision_flag
 from utils.threads import add_threads_flag
 
-# --patch_size when none is given: the paper's for volumes, a common 2D training size for images.
-DEFAULT_PATCH = {3: [112, 112, 80], 2: [256, 256]}
 # --augment when none is given: the release's rot90 + flip, for images too (on HC18 validation frames a left-right
 # mirror alone did worse: RESULTS.md, "HC18").
 DEFAULT_AUGMENT = {3: "rot_flip", 2: "rot_flip"}
-DEFAULT_NET = "vnet"  # the UA-MT V-Net, volumes and frames
-
-
-def resolve_patch_size(patch_size: list[int] | None, dimensions: int) -> list[int]:
-    """--patch_size as given, else the default of the data's dimensionality (training, testing and predicting)."""
-    return list(patch_size) if patch_size else list(DEFAULT_PATCH[dimensions])
-
-
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def training_parser(description: str, exp: str, method: type[Method]) -> argparse.ArgumentParser:
@@ -109,33 +96,6 @@ def training_parser(description: str, exp: str, method: type[Method]) -> argpars
     return p
 
 
-def add_data_flags(p: argparse.ArgumentParser, from_run: bool) -> None:
-    """--patch_size, --normalization, --center_crop, --resize: how cases are cut and scaled. With `from_run` (test,
-    predict) unset values are the trained run's, from its run.json."""
-    run = "; default: the run's (run.json)" if from_run else ""
-    p.add_argument(
-        "--patch_size",
-        type=int,
-        nargs="+",
-        default=None,
-        metavar="SIDE",
-        help="the patch's sides in the order of the array's axes, multiples of 16: ROWS COLS for 2D images (a 2D "
-        "V-Net; the order of --center_crop and --resize), 3 sides for volumes (a 3D V-Net) in their stored axis order "
-        "(LA h5: W H D, the 'image' dataset's axes 0 1 2; NIfTI: the voxel axes i j k)"
-        + (run or "; default: 112 112 80 (the paper's) for volumes, 256 256 for 2D images"),
-    )
-    p.add_argument(
-        "--normalization",
-        choices=NORMALIZATIONS,
-        default=None if from_run else "zscore",
-        help="NIfTI and 2D images: z-score each image, or none" + run,
-    )
-    p.add_argument("--center_crop", type=int, nargs=2, default=None, metavar=("ROWS", "COLS"), help="2D images" + run)
-    p.add_argument(
-        "--resize", type=int, nargs=2, default=None, metavar=("ROWS", "COLS"), help="2D, after --center_crop" + run
-    )
-
-
 def check_args(args: argparse.Namespace, method: type[Method]) -> None:
     """Refuse flag combinations that cannot train, before anything is read or written."""
     if len(args.patch_size) not in (2, 3):
@@ -158,14 +118,6 @@ def check_args(args: argparse.Namespace, method: type[Method]) -> None:
     if args.num_classes < 2:
         raise DataError(f"--num_classes {args.num_classes}: a segmentation needs at least 2 classes (background + 1)")
     method.check_args(args)
-
-
-def check_dimensions(shapes: dict[str, tuple[int, ...]], dimensions: int, reason: str) -> None:
-    """Every case must have `dimensions` axes (a 2D network cannot segment volumes, nor a 3D one images);
-    `reason` says where the expected dimensionality comes from and ends the message."""
-    for case_id, shape in shapes.items():
-        if len(shape) != dimensions:
-            raise DataError(f"case {case_id} is {len(shape)}D {shape}, but {reason}")
 
 
 def split_labelled(

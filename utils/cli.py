@@ -19,6 +19,10 @@ from utils.threads import set_threads
 DEVICE_HELP = "cuda, cuda:1, cpu, ...; default: cuda when torch sees one, else cpu"
 
 
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
     """The description as written (the scripts' docstrings) and each flag's default after its help, unless the help
     already says what the default is or there is none to show (None, "")."""
