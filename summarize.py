@@ -7,6 +7,7 @@ python3 summarize.py results/la_half/* --compare uamt_unlabel:16 supervised:16 -
 import argparse
 from pathlib import Path
 
+from benchmarks.arenas import DISPLAY_NAMES
 from evaluation.results import (
     gap_closed,
     group_runs,
@@ -24,7 +25,7 @@ from utils.errors import DataError
 
 def summarize(args: argparse.Namespace) -> str:
     groups = group_runs(load_run(path, args.split, args.postprocess) for path in args.runs)
-    text = results_table(groups, args.expect or (), args.seeds)
+    text = results_table(groups, args.expect or (), args.seeds, DISPLAY_NAMES)
     ordered = {g: groups[g] for g in (args.expect or []) if g in groups} | groups  # the table's order
     if any(len(runs) > 1 for runs in groups.values()):
         text += f"\n\n{args.metric} of each run, by seed:\n\n" + per_seed_table(ordered, args.metric)

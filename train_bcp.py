@@ -1,8 +1,8 @@
 """Bidirectional copy-paste (BCP, Bai et al., CVPR 2023): copy-paste pre-training on the labelled cases, then
 self-training on labelled/unlabelled mixes with an EMA teacher's pseudo-labels (methods/bcp.py)."""
 
-from methods import BCP
+from methods import METHODS
 from training.loop import run_training
 
 if __name__ == "__main__":
-    run_training(BCP, __doc__, exp="BCP")
+    run_training(METHODS["bcp"], __doc__, exp="BCP")

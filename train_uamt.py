@@ -1,7 +1,7 @@
 """UA-MT with the uncertainty-aware consistency on every item of the batch, labelled and unlabelled."""
 
-from methods import UAMT
+from methods import METHODS
 from training.loop import run_training
 
 if __name__ == "__main__":
-    run_training(UAMT, __doc__, exp="UAMT")
+    run_training(METHODS["uamt"], __doc__, exp="UAMT")

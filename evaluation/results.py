@@ -11,7 +11,7 @@ import csv
 import json
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +19,6 @@ import numpy as np
 from scipy import stats
 
 from evaluation.metrics import METRICS
-from methods import METHODS
 from networks import NETWORKS
 from utils.errors import DataError
 
@@ -28,17 +27,18 @@ from utils.errors import DataError
 PERCENT_METRICS = ("dice", "jaccard", "precision", "recall")
 HEADINGS = {"dice": "Dice (%)", "jaccard": "Jaccard (%)", "hd95": "95HD ({unit})", "asd": "ASD ({unit})",
             "precision": "Precision (%)", "recall": "Recall (%)"}  # fmt: skip
-# run.json's method -> its name in the tables, as each method declares it (methods/); a run of another network
-# (--net) is its method's run with "_<net>" appended.
-METHOD_NAMES = {run: name for method in METHODS.values() for run, name in method.display_names.items()}
 
 
-def display_name(method: str) -> str:
-    """A run's method as the tables name it: the method's own name, with a network other than the V-Net named."""
+def display_name(method: str, names: Mapping[str, str]) -> str:
+    """A run's method as the tables name it (`names`: run.json's method -> its name, e.g. benchmarks/arenas.py's
+    DISPLAY_NAMES): its own entry, else its method's with a network other than the V-Net named ("_<net>" appended to
+    run.json's method), else run.json's name."""
+    if method in names:
+        return names[method]
     for net in NETWORKS:
-        if method.endswith(f"_{net}") and method[: -len(net) - 1] in METHOD_NAMES:
-            return f"{METHOD_NAMES[method[: -len(net) - 1]]}, {net}"
-    return METHOD_NAMES.get(method, method)
+        if method.endswith(f"_{net}") and method[: -len(net) - 1] in names:
+            return f"{names[method[: -len(net) - 1]]}, {net}"
+    return method
 
 
 @dataclass
@@ -183,12 +183,17 @@ def class_heading(column: str, groups: dict[str, list[RunResult]]) -> str:
 
 
 def results_table(
-    groups: dict[str, list[RunResult]], expected: Sequence[str] = (), seeds_per_group: int | None = None
+    groups: dict[str, list[RunResult]],
+    expected: Sequence[str] = (),
+    seeds_per_group: int | None = None,
+    names: Mapping[str, str] | None = None,
 ) -> str:
     """Markdown: one row per group, each metric as mean ± std over seeds of the per-run means (for K classes the
     means over the structures, then each structure's Dice and 95HD), and how many cases the 95HD / ASD / precision
     means left out (undefined there; SKIPPED_NOTE under the table when any did). Groups of `expected` without runs
-    get a pending row, and with `seeds_per_group` a group short of seeds says how many it has."""
+    get a pending row, and with `seeds_per_group` a group short of seeds says how many it has. `names`: how rows
+    are named (display_name)."""
+    names = names or {}
     per_class = class_columns(groups)
     metrics = [*METRICS, *per_class]
     header = ["method", "group", "labelled", "unlabelled", *(heading(m, groups) for m in METRICS),
@@ -201,11 +206,11 @@ def results_table(
         if not runs:
             method, labelled = group.split("@")[0].split(":")
             pending = f"pending (0 of {seeds_per_group} seeds)" if seeds_per_group else "pending"
-            cells = [display_name(method), f"`{group}`", labelled, "", *[""] * len(metrics), pending]
+            cells = [display_name(method, names), f"`{group}`", labelled, "", *[""] * len(metrics), pending]
             lines.append("| " + " | ".join(cells + ["", "", ""]) + " |")
             continue
         first = runs[0]
-        cells = [display_name(first.method), f"`{group}`", str(first.labelled), str(first.unlabelled)]
+        cells = [display_name(first.method, names), f"`{group}`", str(first.labelled), str(first.unlabelled)]
         for metric in metrics:
             scale = display_scale(metric.rsplit("_", 1)[0] if metric in per_class else metric)
             cells.append(format_mean_std(*mean_std([r.mean(metric) for r in runs]), scale))

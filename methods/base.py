@@ -9,8 +9,8 @@ Per iteration the loop calls `start_iteration` (a method may switch stage there)
 optimiser and calls `end_iteration` (e.g. the teacher's EMA update). Data, devices, DDP, signals, checkpoints, resume
 and logging stay in the loop, which knows no method and no number of networks.
 
-What the results tables need comes from the method too: `script`, `display_names`, and `schedule_flags` (flags of a
-results table's config that this method's runs take, e.g. UA-MT's ramp).
+A method is found by its `name` (methods/__init__.py reads every module of the package): a new method is one module
+and its test. How the results tables name and schedule its runs is theirs (benchmarks/arenas.py).
 """
 
 from __future__ import annotations
@@ -41,20 +41,15 @@ NewNetwork = Callable[[], nn.Module]
 
 
 class Method:
-    """One training method. Subclasses set `name` (run.json's method, the results tables' group), `script` and
-    `display_names`, and implement `step`. The base builds the networks of `trained_names` into `trained`; a method
+    """One training method. Subclasses set `name` (run.json's method, the results tables' group; `train.py --method
+    NAME`) and implement `step`. The base builds the networks of `trained_names` into `trained`; a method
     adds what it only keeps (e.g. an EMA teacher) to `kept` in its `__init__`."""
 
     name: ClassVar[str] = ""
-    script: ClassVar[str] = ""  # the training script that runs it (the results tables call it)
-    # run.json's method (run_name, with a variant's suffix) -> its name in results tables
-    display_names: ClassVar[dict[str, str]] = {}
     semi_supervised: ClassVar[bool] = False  # batches hold --labeled_bs labelled items, then unlabelled ones
     # The method's flags a resumed run must keep (it refuses a state saved with another value), each with the value
     # of states saved before the flag existed.
     resume_must_match: ClassVar[dict[str, object]] = {}
-    # A results table's schedule flags (benchmarks/run_table.py Scale.flags) that this method's runs take.
-    schedule_flags: ClassVar[tuple[str, ...]] = ()
     # The networks it trains, built in this order from the seeded generator (their initial weights follow it), and
     # the one iter_<N>.pth holds for test_LA.py and predict.py.
     trained_names: ClassVar[tuple[str, ...]] = ("student",)

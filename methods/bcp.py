@@ -86,8 +86,6 @@ def mix_loss(
 
 class BCP(Method):
     name = "bcp"
-    script = "train_bcp.py"
-    display_names = {"bcp": "BCP (bidirectional copy-paste)", "bcp_equal_work": "BCP, UA-MT's work per run"}
     semi_supervised = True
 
     def __init__(self, args: argparse.Namespace, new_network: NewNetwork):

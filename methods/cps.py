@@ -27,10 +27,7 @@ from utils.mean_teacher import hard_dice
 
 class CPS(Method):
     name = "cps"
-    script = "train_cps.py"
-    display_names = {"cps": "CPS (cross pseudo supervision)", "cps_equal_work": "CPS, UA-MT's work per run"}
     semi_supervised = True
-    schedule_flags = ("rampup_epoch_iters", "consistency_rampup")
     # Two networks, a then b: the seed gives each its own initial weights (the release's two branches).
     trained_names = ("net_a", "net_b")
     evaluated = "net_a"

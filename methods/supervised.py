@@ -13,8 +13,6 @@ from utils.visualize import slice_grid
 
 class Supervised(Method):
     name = "supervised"
-    script = "train_supervised.py"
-    display_names = {"supervised": "V-Net (supervised)"}
 
     def step(
         self, nets: dict[str, Forward], images: torch.Tensor, labels: torch.Tensor, labeled: slice, iteration: int

@@ -55,10 +55,7 @@ class UAMT(Method):
     """UA-MT with the consistency on every item of the batch (the release's train_LA_meanteacher_certainty.py)."""
 
     name = "uamt"
-    script = "train_uamt.py"
-    display_names = {"uamt": "UA-MT, consistency on all items", "uamt_nomask": "MT (mask off), all items"}
     semi_supervised = True
-    schedule_flags = ("rampup_epoch_iters", "consistency_rampup")
     consistency_on: ClassVar[Literal["all", "unlabeled"]] = "all"
     resume_must_match: ClassVar[dict[str, object]] = {"student_batchnorm": "joint"}  # a run does not switch forwards
 
@@ -172,11 +169,4 @@ class UAMTUnlabel(UAMT):
     """UA-MT with the consistency on the unlabelled items only (the authors' recommended setting)."""
 
     name = "uamt_unlabel"
-    script = "train_uamt_unlabel.py"
-    display_names = {
-        "uamt_unlabel": "UA-MT, consistency on unlabelled items",
-        "uamt_unlabel_nomask": "MT (mask off), unlabelled items",
-        "uamt_unlabel_bnsplit": "UA-MT, unlabelled items, split BatchNorm",
-        "uamt_unlabel_4plus2": "UA-MT, unlabelled items, 4 + 2 a batch",
-    }
     consistency_on = "unlabeled"

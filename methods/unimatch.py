@@ -55,12 +55,6 @@ def cutmix_partners(n: int) -> torch.Tensor:
 
 class UniMatch(Method):
     name = "unimatch"
-    script = "train_unimatch.py"
-    display_names = {
-        "unimatch": "UniMatch",
-        "unimatch_equal_work": "UniMatch, UA-MT's work per run",
-        "unimatch_4plus2": "UniMatch, 4 + 2 a batch",
-    }
     semi_supervised = True
     resume_must_match = {"conf_thresh": CONF_THRESH, "cutmix_p": CUTMIX_P}
 

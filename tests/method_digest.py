@@ -6,7 +6,7 @@ today's code and compares. Two comparisons, because bit-identity holds only wher
 - on a recorded environment (torch, its CPU kernels, the CPU's vendor / model / flags, one thread): the sha256 of
   the final weights;
 - anywhere else: the logged curves (loss, its parts, consistency, uncertainty) of the first iterations within
-  CURVE_BOUNDS of the reference's, bounds measured by benchmarks/digest_drift.py between other kernels (below) and
+  CURVE_BOUNDS of the reference's, bounds measured by tools/digest_drift.py between other kernels (below) and
   real changes (above). Later iterations are not compared: there the kernels' rounding has grown as large as a 1 %
   change of the learning rate.
 
@@ -34,7 +34,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from dataloaders.synthetic import make_synthetic_la  # noqa: E402
-from methods import METHODS  # noqa: E402
 
 STORED_PATH = Path(__file__).parent / "data" / "method_digests.json"
 REFERENCE = "1bb16c2"  # the commit before the methods moved to methods/
@@ -43,7 +42,7 @@ ITERATIONS = 4
 # jump when one voxel crosses the uncertainty threshold, which other kernels' rounding already makes happen.
 CURVE_TAGS = ("loss/loss", "loss/loss_seg", "loss/loss_seg_dice", "uncertainty/mean")
 # Iteration -> the largest |now - reference| / (|reference| + CURVE_ATOL) accepted there on another CPU. Measured
-# (benchmarks/digest_drift.py): other oneDNN kernels move iteration 1 by < 1e-6 and iteration 2 by < 1e-5; lambda
+# (tools/digest_drift.py): other oneDNN kernels move iteration 1 by < 1e-6 and iteration 2 by < 1e-5; lambda
 # x1.1, T 8 -> 6 or the mask off move iteration 1 by 1e-3 or more, a 1 % larger lr iteration 2 by 1.6e-4 or more
 # (results/digest_drift_cpu.md).
 CURVE_BOUNDS = {1: 1e-5, 2: 1e-4}
@@ -110,9 +109,9 @@ def train_and_digest(
     env: dict[str, str] | None = None,
 ) -> dict[str, object]:
     """Train run `name` with the scripts in `code` (one thread) and return its final weights' digest and curves.
-    `flags` and `env` are added to the run's (benchmarks/digest_drift.py measures what they change)."""
+    `flags` and `env` are added to the run's (tools/digest_drift.py measures what they change)."""
     method, extra = RUNS[name]
-    script = METHODS[method].script
+    script = f"train_{method}.py"  # the method's alias of train.py
     command = [sys.executable, str(code / script), "--root_path", str(root), "--model_dir", str(model_dir),
                "--exp", name, "--patch_size", "32", "32", "32", "--labelnum", "4", "--max_iterations",
                str(ITERATIONS), "--num_workers", "0", "--device", "cpu", "--seed", "7", *extra, *flags]  # fmt: skip

@@ -14,10 +14,10 @@ import training.loop as training
 from methods import Supervised, UAMTUnlabel
 from training.options import case_groups, parse_id_list, read_id_list
 
-sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO / "benchmarks" / "camus_validation"))
 import make_root  # noqa: E402
-import run_table  # noqa: E402
+
+from tools import run_table  # noqa: E402
 
 SHARED_CAMUS = REPO.parent / "shared" / "data" / "CAMUS"
 ARENA_LISTS = {40: REPO / "benchmarks" / "camus_labelled_40.list", 160: REPO / "benchmarks" / "camus_labelled_160.list"}

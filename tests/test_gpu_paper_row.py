@@ -1,4 +1,4 @@
-"""benchmarks/gpu_paper_row.py at toy size on the CPU: the smoke run, then the row; and the early stops."""
+"""tools/gpu_paper_row.py at toy size on the CPU: the smoke run, then the row; and the early stops."""
 
 import csv
 import json
@@ -8,18 +8,18 @@ import subprocess
 import sys
 
 import pytest
+from benchmarks.gpu_paper_row import leading_that_fit
 from conftest import REPO
 
-from benchmarks.gpu_paper_row import leading_that_fit
 from utils.precision import resolve_precision
 
 TOY_PATCH = [48, 32, 32]
 
 
 def run_row(tmp_path, *flags):
-    command = [sys.executable, str(REPO / "benchmarks" / "gpu_paper_row.py"), "--toy", "--out", str(tmp_path / "out"),
+    command = [sys.executable, "-m", "tools.gpu_paper_row", "--toy", "--out", str(tmp_path / "out"),
                "--model_dir", str(tmp_path / "runs"), *flags]  # fmt: skip
-    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
 
 

@@ -1,7 +1,5 @@
 """Issue 13's 2D additions: --augment (left-right flips only for frames with an up and a down), the Dice
-diagnostics logged by UA-MT (without touching its random draws), and the hc18 table of benchmarks/run_table.py."""
-
-import sys
+diagnostics logged by UA-MT (without touching its random draws), and the hc18 table of tools/run_table.py."""
 
 import numpy as np
 import pytest
@@ -9,13 +7,12 @@ import torch
 from conftest import REPO, SHARED_HC18
 
 import training.loop as training
+from benchmarks.arenas import DISPLAY_NAMES
 from dataloaders.la_heart import TrainTransform, random_rot_flip
 from methods import UAMTUnlabel, UniMatch
 from networks.vnet import VNet
+from tools import run_table
 from utils.mean_teacher import hard_dice, side_forward
-
-sys.path.insert(0, str(REPO / "benchmarks"))
-import run_table  # noqa: E402
 
 
 def _frame():
@@ -183,13 +180,13 @@ def test_4plus2_rows_differ_from_their_method_only_in_the_batch(
     exp, (train, test), final = run_table.job_commands(group, 1337, scale, "m", "cpu")
     base_exp, (base, base_test), base_final = run_table.job_commands(base_group, 1337, scale, "m", "cpu")
     assert (exp, base_exp) == names and final == base_final == 1200
-    assert train[1] == base[1] == method.script
+    assert train[1] == base[1] == f"train_{method.name}.py"
     parser = training.training_parser("", "x", method)
     args, base_args = vars(parser.parse_args(train[2:])), vars(parser.parse_args(base[2:]))
     differ = {k: (base_args[k], args[k]) for k in args if args[k] != base_args[k]}
     assert differ == {"exp": (base_exp, exp), "batch_size": (4, 6), "labeled_bs": (2, 4), "variant": ("", "4plus2")}
     assert test[test.index("--model") + 1] == exp and len(test) == len(base_test)
-    assert f"{method.name}_4plus2" in method.display_names
+    assert f"{method.name}_4plus2" in DISPLAY_NAMES
 
 
 def test_short_ramp_warning_names_the_fitting_epoch_length():

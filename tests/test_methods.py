@@ -43,7 +43,7 @@ def digest_root(tmp_path_factory):
 def test_moved_methods_train_the_weights_of_the_code_before_the_move(name, digest_root, tmp_path):
     """The digests were stored by tests/method_digest.py --record from the scripts of the commit before the methods
     moved to methods/ (REFERENCE). Where that environment was recorded (same torch, kernels, CPU): bit-identical
-    weights. Elsewhere: the first iterations' logged curves within the bounds benchmarks/digest_drift.py measured."""
+    weights. Elsewhere: the first iterations' logged curves within the bounds tools/digest_drift.py measured."""
     now = train_and_digest(name, digest_root, tmp_path)
     recorded = [e["runs"][name] for e in STORED["environments"] if e["environment"] == environment()]
     if recorded:

@@ -7,7 +7,6 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import REPO
 from conftest import run_script as subprocess_run
 from scipy.interpolate import RegularGridInterpolator
 
@@ -203,8 +202,7 @@ def test_strip_plot_draws_every_case_of_every_seed(tmp_path, monkeypatch):
 
 
 def test_run_table_keeps_results_and_skips_what_is_kept(tmp_path):
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    import run_table
+    from tools import run_table
 
     run, kept = tmp_path / "model" / "r", tmp_path / "results" / "r"
     write = "import pathlib, sys; r = pathlib.Path(sys.argv[1]); (r / 'test_iter_5').mkdir(parents=True, exist_ok=True)"
@@ -306,9 +304,8 @@ def test_k_class_runs_get_a_column_per_structure(tmp_path):
 
 
 def test_log_means_averages_each_window_of_the_logged_values(tmp_path):
-    """benchmarks/log_means.py reads the loop's log.txt lines; window means against a hand computation."""
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    import log_means
+    """tools/log_means.py reads the loop's log.txt lines; window means against a hand computation."""
+    from tools import log_means
 
     lines = [f"[12:00:00.000] iteration {i}: lr 0.01000, unimatch/mask_ratio {i / 10:.5f}" for i in range(1, 6)]
     (tmp_path / "log.txt").write_text("[12:00:00.000] {'seed': 1}\n" + "\n".join(lines) + "\n")

@@ -11,7 +11,7 @@ import logging
 import random
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -422,8 +422,9 @@ def check_networks_sound(method: Method, ranks: distributed.Ranks, device: torch
             raise RuntimeError(f"the {name} networks of the ranks differ at iteration {iteration}")
 
 
-def run_training(method: type[Method], description: str, exp: str) -> None:
-    """Entry point of the training scripts: parse the loop's and the method's flags, train."""
-    args = training_parser(description, exp, method).parse_args()
+def run_training(method: type[Method], description: str, exp: str, argv: Sequence[str] | None = None) -> None:
+    """Entry point of the training scripts (train.py and its train_<method>.py aliases): parse the loop's and the
+    method's flags (`argv`, else the command line's), train."""
+    args = training_parser(description, exp, method).parse_args(argv)
 
     run_guarded(lambda: train(args, method), threads=args.threads)

@@ -1,6 +1,6 @@
 """Apply schedule.sh's decision rule (written there before the runs) to its kept validation results.
 
-    python3 benchmarks/camus_validation/decide.py [results/camus_validation]
+    python3 -m benchmarks.camus_validation.decide [results/camus_validation]
 
 Prints each candidate's numbers (every frame averaged over the seeds first), then the schedule and the
 post-processing the rule picks, or what is still missing.
@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from tools.compare import Pooled, done, summary_line
+
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "benchmarks" / "hc18_validation"))
-from compare import Pooled, done, summary_line  # noqa: E402
 
 SEEDS = (1337, 1338, 1339)
 CANDIDATES = (4000, 8000)  # shortest first

@@ -1,8 +1,8 @@
 """CAMUS (issue 22): the validation root and the labelled lists of whole patients, for the arena and its validation.
 
     ln -s ../../shared/data/CAMUS data/CAMUS            # once, from the repository root (data/ is ignored)
-    python3 benchmarks/camus_validation/make_root.py    # data/CAMUS_val/ and the validation's labelled lists
-    python3 benchmarks/camus_validation/make_root.py --arena_lists   # also rewrite benchmarks/camus_labelled_*.list
+    python3 -m benchmarks.camus_validation.make_root    # data/CAMUS_val/ and the validation's labelled lists
+    python3 -m benchmarks.camus_validation.make_root --arena_lists   # also rewrite benchmarks/camus_labelled_*.list
 
 The validation root holds links to the frames of train.list only: its train.list is the frames of the first 350
 patients of CAMUS's train.list, its test.list those of the last 50. CAMUS's test.list is never opened.
@@ -12,13 +12,11 @@ Labelled sets take whole patients, spread evenly over a list's patients in list 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+from training.options import case_groups, parse_id_list, read_id_list
 
-from training.options import case_groups, parse_id_list, read_id_list  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 GROUP_BY = r"^(patient\d+)_"  # CAMUS IDs: patient0001_2CH_ED
 VALIDATION_PATIENTS = 50  # the last 50 patients of train.list (CAMUS's test.list has 50 too)

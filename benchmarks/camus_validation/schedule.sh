@@ -33,7 +33,7 @@
 #
 # Cost (one core, 112x112, loaded machine): ~0.3 s a supervised iteration, UA-MT ~2.5x: S4000 ~1.5 h a seed, S8000
 # ~3 h. Two seeds at once on 2 cores: `schedule.sh 1337 & schedule.sh 1338; schedule.sh 1339`. A run whose kept
-# results exist is skipped; an interrupted one resumes. Then: python3 benchmarks/camus_validation/decide.py
+# results exist is skipped; an interrupted one resumes. Then: python3 -m benchmarks.camus_validation.decide
 #   benchmarks/camus_validation/schedule.sh SEED...      (CANDIDATES="4000" to run one candidate only)
 set -e
 cd "$(dirname "$0")/../.."
@@ -42,7 +42,7 @@ ROOT=data/CAMUS_val
 MODELS=${MODELS:-model/camus_val}
 KEPT=${KEPT:-results/camus_validation}
 LISTS=benchmarks/camus_validation
-[ -f "$ROOT/train.list" ] || python3 benchmarks/camus_validation/make_root.py
+[ -f "$ROOT/train.list" ] || python3 -m benchmarks.camus_validation.make_root
 
 run() {  # NAME ITERATIONS SCRIPT FLAGS...: train, test (none and lcc), keep the small results
   local name=$1 iterations=$2 script=$3

@@ -9,7 +9,7 @@
 # seeds, split - joint mean Dice > 0 with paired Wilcoxon p < 0.05 over the 32 validation frames; otherwise joint stays.
 # Three runs per seed, ~30 min of one core per seed; a run whose test.json exists is skipped.
 #   benchmarks/hc18_validation/batchnorm_default.sh 1337 1338 1339
-#   python3 benchmarks/hc18_validation/compare.py model/inv bd_sup_s1337,bd_sup_s1338,bd_sup_s1339 \
+#   python3 -m tools.compare model/inv bd_sup_s1337,bd_sup_s1338,bd_sup_s1339 \
 #       bd_joint_s1337,bd_joint_s1338,bd_joint_s1339 bd_split_s1337,bd_split_s1338,bd_split_s1339
 set -e
 cd "$(dirname "$0")/../.."

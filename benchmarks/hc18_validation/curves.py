@@ -2,7 +2,7 @@
 student and teacher hard Dice on the labelled items, lambda(t), the weighted consistency, the kept (certain) share,
 and the share of the consistency items that student and teacher call foreground.
 
-    python3 benchmarks/hc18_validation/curves.py model/inv uamt_default uamt_b6l4_lam
+    python3 -m benchmarks.hc18_validation.curves model/inv uamt_default uamt_b6l4_lam
 """
 
 import sys
@@ -10,8 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from log_means import logged  # noqa: E402
+from tools.log_means import logged
 
 KEYS = ("loss/loss_seg_dice", "dice/student_labelled", "dice/teacher_labelled", "train/consistency_weight",
         "train/consistency_loss", "uncertainty/mask_per", "foreground/student", "foreground/teacher")  # fmt: skip

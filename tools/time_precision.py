@@ -1,11 +1,11 @@
 """fp32 against bf16 in one run: seconds per UA-MT-unlabel training iteration at 112x112x80 and at 48x48x32, seconds
 per test case at both scales, and the peak resident memory (ru_maxrss) of each measurement.
 
-    python3 benchmarks/precision_time.py                       # CPU: about 8 minutes on 2 cores, on a quiet machine
-    python3 benchmarks/precision_time.py --small               # the 48x48x32 rows only (about 1 minute)
-    python3 benchmarks/precision_time.py --device cuda --iterations 20 --cases 3
+    python3 -m tools.time_precision                       # CPU: about 8 minutes on 2 cores, on a quiet machine
+    python3 -m tools.time_precision --small               # the 48x48x32 rows only (about 1 minute)
+    python3 -m tools.time_precision --device cuda --iterations 20 --cases 3
 
-Each measurement is benchmarks/train_iteration_time.py or benchmarks/test_case_time.py run in its own process with
+Each measurement is tools/time_training.py or tools/time_testing.py run in its own process with
 --precision fp32 or bf16 (so each peak RSS is its own); the table is printed and written to --out. Where bf16 is not
 native (utils/precision.py: no avx512_bf16/amx_bf16) the bf16 column is left out and the reason printed. Training
 iterations: median after the first (start-up); test cases: median, after one untimed window.
@@ -21,20 +21,19 @@ import sys
 import tempfile
 from pathlib import Path
 
+import torch
+
+from utils.precision import bf16_support, cpu_flags
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import torch  # noqa: E402
-
-from utils.precision import bf16_support, cpu_flags  # noqa: E402
 
 # (row label, script, flags): the paper's scale, then the LA-half scale of RESULTS.md.
 MEASUREMENTS = [
-    ("training iteration, 112x112x80", "train_iteration_time.py", ["--patch_size", "112", "112", "80"]),
-    ("training iteration, 48x48x32", "train_iteration_time.py", ["--patch_size", "48", "48", "32"]),
-    ("test case 190x142x88, windows 112x112x80 at 18/4", "test_case_time.py",
+    ("training iteration, 112x112x80", "time_training", ["--patch_size", "112", "112", "80"]),
+    ("training iteration, 48x48x32", "time_training", ["--patch_size", "48", "48", "32"]),
+    ("test case 190x142x88, windows 112x112x80 at 18/4", "time_testing",
      ["--shape", "190", "142", "88", "--patch_size", "112", "112", "80", "--stride_xy", "18", "--stride_z", "4"]),
-    ("test case 95x71x44, windows 48x48x32 at 9/2", "test_case_time.py",
+    ("test case 95x71x44, windows 48x48x32 at 9/2", "time_testing",
      ["--shape", "95", "71", "44", "--patch_size", "48", "48", "32", "--stride_xy", "9", "--stride_z", "2"]),
 ]  # fmt: skip
 SMALL = ("48x48x32",)  # --small keeps the rows whose label holds this
@@ -51,10 +50,10 @@ def machine() -> str:
 
 def measure(script: str, flags: list[str], precision: str, args: argparse.Namespace) -> dict | str:
     """The figures of one benchmark process, or the last line it printed when it failed."""
-    count = ["--iterations", str(args.iterations)] if script.startswith("train") else ["--cases", str(args.cases)]
+    count = ["--iterations", str(args.iterations)] if script == "time_training" else ["--cases", str(args.cases)]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "figures.json"
-        command = [sys.executable, str(REPO / "benchmarks" / script), *flags, *count, "--device", args.device,
+        command = [sys.executable, "-m", f"tools.{script}", *flags, *count, "--device", args.device,
                    "--precision", precision, "--json", str(out)]  # fmt: skip
         print("$ " + " ".join(["python3", *command[1:]]), flush=True)
         result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)

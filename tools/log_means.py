@@ -1,7 +1,7 @@
 """Means of logged training scalars over windows of iterations, from a run's log.txt: what RESULTS.md quotes of a
 run's diagnostics (e.g. UniMatch's confidence-mask coverage over time).
 
-    python3 benchmarks/log_means.py model/la_half/unimatch_8_seed1337 unimatch/mask_ratio loss/loss_fp --window 200
+    python3 -m tools.log_means model/la_half/unimatch_8_seed1337 unimatch/mask_ratio loss/loss_fp --window 200
 """
 
 from __future__ import annotations

@@ -5,14 +5,14 @@ with run.json, test.json and metrics.csv into --out.
 
 Here (where ../shared/data/LA is): stage the 16 labelled and 20 test cases, as many unlabelled ones as the device
 tool's 64 MiB leaves room for (7 of the paper's 64: 61 MiB with the wheels), and the wheels the GPU machine lacks:
-    python3 benchmarks/gpu_paper_row.py --stage
+    python3 -m tools.gpu_paper_row --stage
 On the GPU machine (device tool: carry [".gpu_stage_row", ".whl"], timeout_s 600):
     python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
-    PYTHONUNBUFFERED=1 python3 benchmarks/gpu_paper_row.py --out $OUT
+    PYTHONUNBUFFERED=1 python3 -m tools.gpu_paper_row --out $OUT
 Where the whole LA data is (80 + 20 cases: the paper's 64 unlabelled):
-    python3 benchmarks/gpu_paper_row.py --root_path data/LA --out model/paper_row
+    python3 -m tools.gpu_paper_row --root_path data/LA --out model/paper_row
 On a CPU, the same code path at toy size (generated data, 4 iterations, patch 48x32x32; tests/test_gpu_paper_row.py):
-    python3 benchmarks/gpu_paper_row.py --toy --out /tmp/row
+    python3 -m tools.gpu_paper_row --toy --out /tmp/row
 
 First a smoke run (20 iterations of the same configuration, then the test script on its checkpoint, on one training
 case listed in <root>/smoke.list): any failure stops the script there with a non-zero exit and the failing step's
@@ -34,9 +34,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.gpu_stage import (  # noqa: E402
+from tools.gpu_stage import (
     REPO,
     build_wheels,
     case_file,

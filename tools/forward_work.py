@@ -2,25 +2,22 @@
 (its step's forward and backward FLOP over one forward of one item), and the float32 matrix-product rate of the
 device (the floor any implementation of the same work would need).
 
-    python3 benchmarks/work.py --method cps --patch_size 48 48 32 --batch_size 4 --labeled_bs 2
-    python3 benchmarks/work.py --method bcp --batch_size 4 --labeled_bs 2 --pre_iterations 400 --at 0 400
+    python3 -m tools.forward_work --method cps --patch_size 48 48 32 --batch_size 4 --labeled_bs 2
+    python3 -m tools.forward_work --method bcp --batch_size 4 --labeled_bs 2 --pre_iterations 400 --at 0 400
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-import torch  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
-
-from methods import METHODS  # noqa: E402
-from networks import build_network  # noqa: E402
-from networks.vnet import VNet  # noqa: E402
-from training.options import training_parser  # noqa: E402
+from methods import METHODS
+from networks import build_network
+from networks.vnet import VNet
+from training.options import training_parser
 
 
 def forward_flop(patch_size: list[int]) -> int:
@@ -64,7 +61,7 @@ def matmul_gflops(device: str, size: int = 2048, repeats: int = 10, dtype: torch
 
 
 def write_figures(path: str, times: list[float], median: float, **fields: object) -> None:
-    """A benchmark's figures as JSON (benchmarks/precision_time.py reads them): the timed runs' median, min, max and
+    """A benchmark's figures as JSON (tools/time_precision.py reads them): the timed runs' median, min, max and
     count, then the given fields (peak RSS, precision, matmul rate, work, ...)."""
     import json
 

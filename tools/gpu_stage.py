@@ -1,4 +1,4 @@
-"""What the GPU scripts share (benchmarks/gpu_check.py, benchmarks/gpu_paper_row.py): staging packed LA cases and
+"""What the GPU scripts share (tools/gpu_check.py, tools/gpu_paper_row.py): staging packed LA cases and
 wheels here for the GPU machine, restoring them there, running the project's scripts, reading the training log.
 
 The GPU machine has torch, h5py, scipy, numpy, protobuf, packaging and tqdm but not the pure-Python packages below;

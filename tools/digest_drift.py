@@ -2,7 +2,7 @@
 the measurement behind tests/method_digest.py's CURVE_BOUNDS (the cross-machine comparison must pass the first and
 catch the second).
 
-    python3 benchmarks/digest_drift.py        # ~4 min on 2 CPU cores; one row per variant
+    python3 -m tools.digest_drift        # ~4 min on 2 CPU cores; one row per variant
 
 Other kernels are forced on this machine, as a CPU of another generation or vendor picks them: oneDNN's convolutions
 at AVX2 (ONEDNN_MAX_CPU_ISA; on an AVX-512 CPU that changes the blocking and the rounding) and torch's own vector
@@ -12,13 +12,10 @@ it for the first 50 iterations.
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from method_digest import CURVE_BOUNDS, curve_deviations, synthetic_root, train_and_digest, within_bounds  # noqa: E402
+from tests.method_digest import CURVE_BOUNDS, curve_deviations, synthetic_root, train_and_digest, within_bounds
 
 KERNELS = {
     "oneDNN at AVX2": {"ONEDNN_MAX_CPU_ISA": "AVX2"},

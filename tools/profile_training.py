@@ -1,6 +1,6 @@
 """Where the time of a training iteration goes: torch's profiler over the real loop on generated volumes.
 
-    python3 benchmarks/profile_training.py --method uamt_unlabel --patch_size 48 48 32 --iterations 6
+    python3 -m tools.profile_training --method uamt_unlabel --patch_size 48 48 32 --iterations 6
 
 Prints the operators by self CPU time (the first iteration, the warm-up, included in the run but the shares are
 dominated by the steady state) and the share of convolutions (forward and backward) against the rest, grouped as
@@ -9,19 +9,16 @@ BatchNorm, ReLU/dropout, softmax/losses, optimiser, data, other.
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from torch.profiler import ProfilerActivity, profile
 
-from torch.profiler import ProfilerActivity, profile  # noqa: E402
-
-from dataloaders.synthetic import make_synthetic_la  # noqa: E402
-from methods import METHODS  # noqa: E402
+from dataloaders.synthetic import make_synthetic_la
+from methods import METHODS
 from training.loop import train
 from training.options import training_parser
-from utils.cli import Parser  # noqa: E402
+from utils.cli import Parser
 
 GROUPS = {  # operator name fragments -> group (first match wins)
     "convolution": ("conv", "mkldnn_convolution", "slow_conv"),

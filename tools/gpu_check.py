@@ -3,10 +3,10 @@
 
 Here (where ../shared/data/LA is), stage 32 training and 4 test cases (~50 MiB, packed) and the wheels that the GPU
 machine lacks:
-    python3 benchmarks/gpu_check.py --stage
+    python3 -m tools.gpu_check --stage
 On the GPU machine (device tool: carry [".gpu_stage", ".whl"], about 6 minutes):
     python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
-    python3 benchmarks/gpu_check.py --iterations 600 --out $OUT
+    python3 -m tools.gpu_check --iterations 600 --out $OUT
 The check uses 16 labelled + 16 unlabelled cases (time per iteration does not depend on how many there are) and tests
 the 4 staged test.list cases: a timing check, not a result; it selects nothing.
 """
@@ -20,9 +20,7 @@ import statistics
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.gpu_stage import (  # noqa: E402
+from tools.gpu_stage import (
     REPO,
     build_wheels,
     iteration_seconds,

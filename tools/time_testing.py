@@ -1,14 +1,14 @@
 """Wall time per test case of the sliding-window evaluation, on a generated volume of the LA median size.
 
-    python3 benchmarks/test_case_time.py                          # 190x142x88, windows 112x112x80 at stride 18/4
-    python3 benchmarks/test_case_time.py --whole_volume 1         # one pass over the padded volume instead
-    python3 benchmarks/test_case_time.py --device cuda --cases 5
-    python3 benchmarks/test_case_time.py --precision bf16 --json out.json
+    python3 -m tools.time_testing                          # 190x142x88, windows 112x112x80 at stride 18/4
+    python3 -m tools.time_testing --whole_volume 1         # one pass over the padded volume instead
+    python3 -m tools.time_testing --device cuda --cases 5
+    python3 -m tools.time_testing --precision bf16 --json out.json
 
 Times `sliding_window_probability` (what test_LA.py runs per case, metrics and file writing aside) with an untrained
 test-time V-Net (time does not depend on the weights), prints s/case, the number of windows, the work (windows x
 FLOP of a forward) as GFLOP/s, the matrix-product rate (float32, or bfloat16 for --precision bf16) measured in the
-same run and the peak resident memory. --json writes the figures for benchmarks/precision_time.py.
+same run and the peak resident memory. --json writes the figures for tools/time_precision.py.
 """
 
 from __future__ import annotations
@@ -16,24 +16,20 @@ from __future__ import annotations
 import argparse
 import resource
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from benchmarks.work import forward_flop, matmul_gflops, write_figures  # noqa: E402
 from evaluation.windows import sliding_window_probability, whole_volume_probability, window_starts
-from networks.vnet import VNet  # noqa: E402
+from networks.vnet import VNet
+from tools.forward_work import forward_flop, matmul_gflops, write_figures
 from utils.cli import (
-    Parser,  # noqa: E402
+    Parser,
     run_guarded,
 )
 from utils.cpu_memory import reuse_freed_memory
-from utils.precision import autocast, resolve_precision  # noqa: E402
+from utils.precision import autocast, resolve_precision
 
 LA_MEDIAN_SHAPE = (190, 142, 88)  # median of the 100 LA volumes (their sides: 148..244 x 132..160 x 88)
 

@@ -1,35 +1,32 @@
 """Wall time per training iteration of the real training loop at the full patch, on generated volumes.
 
-    python3 benchmarks/train_iteration_time.py                 # UA-MT-unlabel, 112x112x80, batch 2+2, T = 8
-    python3 benchmarks/train_iteration_time.py --iterations 6 --method supervised --device cuda
-    python3 benchmarks/train_iteration_time.py --precision bf16 --patch_size 48 48 32 --json out.json
-    python3 benchmarks/train_iteration_time.py --method bcp --batch_size 4 --labeled_bs 2 --pre_iterations 1
+    python3 -m tools.time_training                 # UA-MT-unlabel, 112x112x80, batch 2+2, T = 8
+    python3 -m tools.time_training --iterations 6 --method supervised --device cuda
+    python3 -m tools.time_training --precision bf16 --patch_size 48 48 32 --json out.json
+    python3 -m tools.time_training --method bcp --batch_size 4 --labeled_bs 2 --pre_iterations 1
     (flags the benchmark does not know go to the method; BCP above: its stage 2, stage 1 dropped with the warm-up)
 
 Prints the median (and min, max) of the per-iteration times after the first, as logged in log.txt by the loop,
 the peak resident memory of the process, and the achieved GFLOP/s beside what a plain matrix product (float32, or
 bfloat16 for --precision bf16) reaches on the same device in the same run (the floor any implementation of this work
-would need). --json writes the figures for benchmarks/precision_time.py.
+would need). --json writes the figures for tools/time_precision.py.
 """
 
 import json
 import re
 import resource
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from benchmarks.work import forward_equivalents, forward_flop, matmul_gflops, write_figures  # noqa: E402
-from dataloaders.synthetic import make_synthetic_la  # noqa: E402
-from methods import METHODS  # noqa: E402
+from dataloaders.synthetic import make_synthetic_la
+from methods import METHODS
+from tools.forward_work import forward_equivalents, forward_flop, matmul_gflops, write_figures
 from training.loop import train
 from training.options import training_parser
-from utils.cli import Parser  # noqa: E402
+from utils.cli import Parser
 
 
 def main() -> None:

@@ -2,8 +2,8 @@
 classes), recall, precision and 95HD of each run's final iteration over the validation frames, and a paired Wilcoxon
 (over frames) of each run's Dice against the first.
 
-    python3 benchmarks/hc18_validation/compare.py model/inv sup_bs4 uamt_default sup_bs2
-    python3 benchmarks/hc18_validation/compare.py model/camus_val s4000_sup40_s1337,s4000_sup40_s1338 \\
+    python3 -m tools.compare model/inv sup_bs4 uamt_default sup_bs2
+    python3 -m tools.compare model/camus_val s4000_sup40_s1337,s4000_sup40_s1338 \\
         s4000_sup40_s1337,s4000_sup40_s1338@lcc
 
 A name may be several runs joined by commas (e.g. one setting's seeds): each frame's metrics are then averaged over
@@ -19,10 +19,9 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from evaluation.postprocess import POSTPROCESSING  # noqa: E402
-from evaluation.results import load_run  # noqa: E402
-from utils.errors import DataError  # noqa: E402
+from evaluation.postprocess import POSTPROCESSING
+from evaluation.results import load_run
+from utils.errors import DataError
 
 
 def split_name(name: str) -> tuple[list[str], str]:
