@@ -1,16 +1,24 @@
 """Frames whose reference is empty and lesion-wise detection (evaluation/lesions.py, case_metrics' empty masks),
 against hand-made masks and hand-computed counts; and the results table of runs with clean frames."""
 
+import csv
 import json
 import math
 
 import numpy as np
 import pytest
+import torch
 from medpy.metric import binary
+from PIL import Image
+from scipy import ndimage
 
+import evaluation.testing as testing
+from dataloaders.sources import ImageFolderSource
+from dataloaders.synthetic_echo import make_synthetic_echo
 from evaluation.lesions import DETECTION_COLUMNS, detection_summary, lesion_counts
 from evaluation.metrics import METRICS, case_metrics
 from evaluation.results import CLEAN_FRAMES_NOTE, group_runs, load_run, results_table
+from networks.vnet import VNet
 
 
 def counts(reference_empty, prediction_empty, reference, found, predicted, false):
@@ -190,3 +198,50 @@ def test_clean_frames_table_over_seeds_and_only_where_a_reference_is_empty(tmp_p
     lesions_only = {k: v for k, v in FRAMES.items() if k.startswith("lesion")}
     plain = results_table(group_runs([load_run(write_detection_run(tmp_path / "l", 1, lesions_only))]))
     assert "lesion frames" not in plain and CLEAN_FRAMES_NOTE not in plain  # no clean frame: the table as before
+
+
+def test_test_la_writes_the_detection_columns_and_the_clean_frames_summary(tmp_path, monkeypatch):
+    """evaluate() on three frames, an oracle in place of the network: a clean frame predicted empty, a clean frame
+    with a false alarm (the oracle draws the mask the frame had before it was blanked), a lesion frame found."""
+    root = make_synthetic_echo(tmp_path / "echo", n_train=2, n_test=3, labelled=2, shape=(48, 56), seed=3)
+    source = ImageFolderSource(root)
+    clean_right, clean_false_alarm, lesion = (root / "test.list").read_text().split()
+    oracle, drawn = {}, {}
+    for case_id in (clean_right, clean_false_alarm, lesion):
+        image, label = source.read(case_id)
+        drawn[case_id] = label.astype(bool)
+        foreground = np.zeros(label.shape, np.float32) if case_id == clean_right else label.astype(np.float32)
+        oracle[image.tobytes()] = np.stack([1 - foreground, foreground])
+    for case_id in (clean_right, clean_false_alarm):
+        Image.fromarray(np.zeros((48, 56), np.uint8)).save(root / "masks" / f"{case_id}.png")
+    monkeypatch.setattr(testing, "sliding_window_probability", lambda net, image, *a: torch.from_numpy(
+        oracle[image.tobytes()]))  # fmt: skip
+    (tmp_path / "model" / "o").mkdir(parents=True)
+    torch.save(VNet(dimensions=2).state_dict(), tmp_path / "model" / "o" / "iter_1.pth")
+    args = testing.testing_parser().parse_args(
+        ["--root_path", str(root), "--model_dir", str(tmp_path / "model"), "--model", "o", "--iteration", "1",
+         "--patch_size", "32", "32", "--device", "cpu", "--save_nifti", "0"]
+    )  # fmt: skip
+    testing.evaluate(args)
+    out = tmp_path / "model" / "o" / "test_iter_1"
+    with open(out / "metrics.csv") as f:
+        rows = {row["case"]: row for row in csv.DictReader(f)}
+    assert list(rows[lesion])[1:] == [*METRICS, *DETECTION_COLUMNS]
+    assert float(rows[clean_right]["dice"]) == 1.0 and float(rows[clean_right]["jaccard"]) == 1.0
+    assert float(rows[clean_false_alarm]["dice"]) == 0.0 and float(rows[clean_false_alarm]["precision"]) == 0.0
+    assert float(rows[lesion]["dice"]) == 1.0
+    n_drawn = {k: int(ndimage.label(v, np.ones((3, 3)))[1]) for k, v in drawn.items()}
+    assert [rows[clean_right][c] for c in DETECTION_COLUMNS] == ["1", "1", "0", "0", "0", "0"]
+    false_alarm = [str(n) for n in (1, 0, 0, 0, n_drawn[clean_false_alarm], n_drawn[clean_false_alarm])]
+    assert [rows[clean_false_alarm][c] for c in DETECTION_COLUMNS] == false_alarm
+    found = [str(n) for n in (0, 0, *[n_drawn[lesion]] * 3, 0)]
+    assert [rows[lesion][c] for c in DETECTION_COLUMNS] == found
+    info = json.loads((out / "test.json").read_text())
+    assert info["min_lesion"] == 1
+    summary = info["clean_frames"]
+    assert (summary["frames"], summary["clean_frames"], summary["false_positive_frames"]) == (3, 2, 1)
+    assert summary["dice_all"] == pytest.approx(2 / 3) and summary["dice_lesion_frames"] == 1.0
+    assert summary["frame_sensitivity"] == 1.0 and summary["frame_specificity"] == 0.5
+    assert summary["lesion_recall"] == 1.0
+    predicted = n_drawn[lesion] + n_drawn[clean_false_alarm]  # the false alarm's components are all false
+    assert summary["lesion_precision"] == pytest.approx(n_drawn[lesion] / predicted)
