@@ -199,6 +199,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
     args.precision = resolve_precision(getattr(args, "precision", "fp32"), args.device)  # test.json records what ran
     run = Path(args.model_dir) / args.model
     check_device(args.device)  # before anything is read or written
+    if args.min_lesion < 1:
+        raise DataError(f"--min_lesion {args.min_lesion}: give 1 or more pixels (1: any predicted pixel)")
     checkpoint = run / f"iter_{args.iteration}.pth"
     if not checkpoint.is_file():
         raise DataError(checkpoint_not_found(Path(args.model_dir), args.model, args.iteration))
@@ -225,8 +227,6 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
             f"{source.path(unlabelled[0])}: no label; testing needs every {args.split}.list case labelled "
             f"(predict.py segments unlabelled cases)"
         )
-    if args.min_lesion < 1:
-        raise DataError(f"--min_lesion {args.min_lesion}: give 1 or more pixels (1: any predicted pixel)")
     # Binary data also gets the frame's detection columns (evaluation/lesions.py).
     columns = metric_columns(num_classes) + (DETECTION_COLUMNS if num_classes == 2 else ())
     out = run / test_folder(args.split, args.iteration, bool(args.whole_volume), args.postprocess)
