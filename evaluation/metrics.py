@@ -17,20 +17,23 @@ DISTANCE_METRICS = ("hd95", "asd")
 def case_metrics(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     """Dice, Jaccard, 95% Hausdorff and average surface distance (voxels), precision and recall, by medpy.
 
-    An empty prediction scores Dice = Jaccard = recall = 0; its precision and surface distances are undefined
-    (NaN), as are the distances for an empty label, so that summaries count them instead of averaging in a 0.
+    Empty masks: both empty scores Dice = Jaccard = 1 (Metrics Reloaded's Dice; its IoU stays NaN there, ours is 1 so
+    that J = D / (2 - D) always holds); exactly one empty scores Dice = Jaccard = 0. Precision is undefined (NaN) for
+    an empty prediction, recall for an empty label, the surface distances when either is empty, so that summaries
+    count them instead of averaging in a number. An empty prediction of a non-empty label has recall 0, a prediction
+    on an empty label precision 0 (medpy's TP / (TP + FP)).
     """
     prediction, truth = prediction.astype(bool), truth.astype(bool)
-    defined = prediction.any() and truth.any()
-    with np.errstate(divide="ignore", invalid="ignore"):  # medpy divides 0 by 0 for empty masks
-        result = {
-            "dice": metric.binary.dc(prediction, truth),
-            "jaccard": metric.binary.jc(prediction, truth) if prediction.any() or truth.any() else 0.0,
-            "precision": metric.binary.precision(prediction, truth) if prediction.any() else math.nan,
-            "recall": metric.binary.recall(prediction, truth) if truth.any() else math.nan,
-            "hd95": metric.binary.hd95(prediction, truth) if defined else math.nan,
-            "asd": metric.binary.asd(prediction, truth) if defined else math.nan,
-        }
+    predicted, present = bool(prediction.any()), bool(truth.any())
+    result = {
+        # medpy would divide 0 by 0 for two empty masks: nothing to find and nothing found is a perfect score
+        "dice": metric.binary.dc(prediction, truth) if predicted or present else 1.0,
+        "jaccard": metric.binary.jc(prediction, truth) if predicted or present else 1.0,
+        "precision": metric.binary.precision(prediction, truth) if predicted else math.nan,
+        "recall": metric.binary.recall(prediction, truth) if present else math.nan,
+        "hd95": metric.binary.hd95(prediction, truth) if predicted and present else math.nan,
+        "asd": metric.binary.asd(prediction, truth) if predicted and present else math.nan,
+    }
     return {name: float(result[name]) for name in METRICS}
 
 
@@ -44,8 +47,9 @@ def metric_columns(num_classes: int) -> tuple[str, ...]:
 
 def class_metrics(prediction: np.ndarray, truth: np.ndarray, num_classes: int) -> dict[str, float]:
     """`case_metrics` of each foreground class c (prediction == c against truth == c) as `<metric>_<c>`, and under
-    the plain names the mean over the foreground classes where the metric is defined (NaN where it is for none).
-    For K = 2 the plain names hold exactly the binary metrics of class 1."""
+    the plain names the mean over the foreground classes where the metric is defined (NaN where it is for none; a
+    class absent from both maps counts with Dice = Jaccard = 1). For K = 2 the plain names hold exactly the binary
+    metrics of class 1."""
     per_class = {c: case_metrics(prediction == c, truth == c) for c in range(1, num_classes)}
     result = {}
     for name in METRICS:

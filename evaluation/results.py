@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from evaluation.lesions import OVERLAP_METRICS, detection_summary, has_clean_frames
 from evaluation.metrics import METRICS
 from networks import NETWORKS
 from utils.errors import DataError
@@ -224,6 +225,49 @@ def results_table(
         lines.append("| " + " | ".join(cells) + " |")
     if any(r.skipped(m) for runs in groups.values() for r in runs for m in SKIPPING_METRICS):
         lines += ["", SKIPPED_NOTE]
+    if any(has_clean_frames(r.cases.values()) for runs in groups.values() for r in runs):
+        lines += ["", CLEAN_FRAMES_HEADING, "", clean_frames_table(groups), "", CLEAN_FRAMES_NOTE]
+    return "\n".join(lines)
+
+
+# Runs whose test set holds frames with an empty reference (clean frames) get a second table (evaluation/lesions.py).
+CLEAN_FRAMES_HEADING = "All frames and lesion frames (reference non-empty), and detection:"
+CLEAN_FRAMES_NOTE = (
+    "Clean frames (an empty reference) score Dice = IoU = 1 when the prediction is empty too, 0 when it is not; "
+    "precision is undefined (left out) on an empty prediction, recall on every clean frame. A frame is called "
+    "positive when its prediction has at least `--min_lesion` pixels (test.json's min_lesion). Frame sensitivity: "
+    "lesion frames called positive / lesion frames; specificity: clean frames called negative / clean frames; "
+    "false-positive frames: clean frames called positive, of the clean frames, summed over the row's seeds. Lesions: "
+    "connected components (8-connected in 2D, 26 in 3D), pooled over a run's frames; recall: reference lesions that a "
+    "predicted component overlaps / reference lesions; precision: predicted components overlapping a reference lesion "
+    "/ predicted components; F1: their harmonic mean. Other columns: mean ± std over seeds of the per-run values."
+)
+
+
+def clean_frames_table(groups: dict[str, list[RunResult]]) -> str:
+    """Markdown: for each group with runs, Dice, IoU, precision and recall on all frames and on lesion frames, then
+    the frame- and lesion-level detection numbers of `detection_summary` (mean ± std over seeds; false-positive
+    frames as 'k of n' summed over seeds)."""
+    names = {"dice": "Dice", "jaccard": "IoU", "precision": "Precision", "recall": "Recall"}
+    overlap = [(f"{m}_{frames}", f"{names[m]} {label} (%)") for m in OVERLAP_METRICS
+               for frames, label in (("all", "all"), ("lesion_frames", "lesion frames"))]  # fmt: skip
+    rates = [("frame_sensitivity", "frame sensitivity (%)"), ("frame_specificity", "frame specificity (%)")]
+    lesions = [("lesion_recall", "lesion recall (%)"), ("lesion_precision", "lesion precision (%)"),
+               ("lesion_f1", "lesion F1 (%)")]  # fmt: skip
+    header = ["method", "group", "frames (clean)", *(h for _, h in overlap + rates), "false-positive frames",
+              *(h for _, h in lesions)]  # fmt: skip
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for group, runs in groups.items():
+        if any("reference_empty" not in case for r in runs for case in r.cases.values()):
+            continue  # tested before metrics.csv had the detection columns: nothing to show
+        summaries = [detection_summary(r.cases.values()) for r in runs]
+        first = summaries[0]  # a group's runs share the test set
+        cells = [display_name(runs[0].method), f"`{group}`", f"{first['frames']} ({first['clean_frames']})"]
+        cells += [format_mean_std(*mean_std([s[key] for s in summaries]), 100.0) for key, _ in overlap + rates]
+        false_positive, clean = (sum(s[key] for s in summaries) for key in ("false_positive_frames", "clean_frames"))
+        cells.append(f"{false_positive} of {clean}")
+        cells += [format_mean_std(*mean_std([s[key] for s in summaries]), 100.0) for key, _ in lesions]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -17,6 +17,13 @@ from tqdm import tqdm
 from dataloaders.checks import check_dataset
 from dataloaders.flags import add_data_flags, check_dimensions, resolve_patch_size
 from dataloaders.sources import open_source
+from evaluation.lesions import (
+    DETECTION_COLUMNS,
+    OVERLAP_METRICS,
+    detection_summary,
+    has_clean_frames,
+    lesion_counts,
+)
 from evaluation.metrics import METRICS, class_metrics, metric_columns, summarize
 from evaluation.postprocess import add_postprocess_flag, postprocess
 from evaluation.windows import BLENDS, sliding_window_probability, whole_volume_probability
@@ -66,6 +73,13 @@ def testing_parser() -> argparse.ArgumentParser:
     p.add_argument("--windows_per_batch", type=int, default=4, help="sliding windows per forward pass")
     add_blend_flag(p)
     add_postprocess_flag(p, "; lcc writes <split>_iter_<N>_lcc/ beside the plain test")
+    p.add_argument(
+        "--min_lesion",
+        type=int,
+        default=1,
+        help="2 classes: a frame is called positive (a lesion found) when its prediction, post-processed, has at "
+        "least this many pixels (voxels); decides metrics.csv's prediction_empty and the lesion counts, not Dice",
+    )
     p.add_argument(
         "--whole_volume",
         type=int,
@@ -175,7 +189,7 @@ def write_csv(
         writer = csv.writer(f)
         writer.writerow(["case", *columns])
         for case_id, row in zip(ids, rows):
-            writer.writerow([case_id, *(f"{row[m]:.6f}" for m in columns)])
+            writer.writerow([case_id, *(f"{row[m]:.6f}" if m not in DETECTION_COLUMNS else row[m] for m in columns)])
         writer.writerow(["mean", *(f"{means[m]:.6f}" for m in columns)])
 
 
@@ -185,6 +199,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
     args.precision = resolve_precision(getattr(args, "precision", "fp32"), args.device)  # test.json records what ran
     run = Path(args.model_dir) / args.model
     check_device(args.device)  # before anything is read or written
+    if args.min_lesion < 1:
+        raise DataError(f"--min_lesion {args.min_lesion}: give 1 or more pixels (1: any predicted pixel)")
     checkpoint = run / f"iter_{args.iteration}.pth"
     if not checkpoint.is_file():
         raise DataError(checkpoint_not_found(Path(args.model_dir), args.model, args.iteration))
@@ -211,7 +227,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
             f"{source.path(unlabelled[0])}: no label; testing needs every {args.split}.list case labelled "
             f"(predict.py segments unlabelled cases)"
         )
-    columns = metric_columns(num_classes)
+    # Binary data also gets the frame's detection columns (evaluation/lesions.py).
+    columns = metric_columns(num_classes) + (DETECTION_COLUMNS if num_classes == 2 else ())
     out = run / test_folder(args.split, args.iteration, bool(args.whole_volume), args.postprocess)
     out.mkdir(parents=True, exist_ok=True)
     args.blend = resolve_blend(args.blend, net.dimensions)
@@ -233,6 +250,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
         prediction = postprocess(probability.argmax(0).cpu().numpy().astype(np.uint8), args.postprocess)
         label = source.original_label(case_id, label)
         rows.append(class_metrics(prediction, label, num_classes))
+        if num_classes == 2:
+            rows[-1] |= lesion_counts(prediction, label, args.min_lesion)
         tqdm.write(f"{case_id}: " + ", ".join(f"{m} {rows[-1][m]:.4f}" for m in METRICS))
         if args.save_nifti:  # in the input's format: NIfTI for volumes, PNG (TIFF for the image) for 2D
             arrays = {"pred": prediction, "img": source.original_image(case_id, image), "gt": label}
@@ -248,6 +267,11 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
     info["metrics_grid"] = METRICS_GRID
     info["post_processing"] = POSTPROCESS_TEXT[args.postprocess]
     info["machine"] = machine_description(torch.device(args.device))
+    if num_classes == 2:
+        info["min_lesion"] = args.min_lesion
+    clean_frames = has_clean_frames(rows)
+    if clean_frames:  # all frames and lesion frames apart, and the detection numbers (evaluation/lesions.py)
+        info["clean_frames"] = detection_summary(rows)
     (out / "test.json").write_text(json.dumps(info, indent=1) + "\n")
     print("mean: " + ", ".join(f"{m} {means[m]:.4f}" for m in METRICS))
     for c in range(1, num_classes) if num_classes > 2 else ():
@@ -257,10 +281,29 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
             print(
                 f"{name}: undefined for {count} of {len(ids)} cases (empty prediction or label), left out of the mean"
             )
+    if clean_frames:
+        print_detection(info["clean_frames"], args.min_lesion)
     if source.reshapes:
         print("metrics on each frame's original grid (95HD and ASD in its pixels), not the network's resized one")
     print(f"per-case metrics: {out / 'metrics.csv'}" + (f"; predictions: {out}/" if args.save_nifti else ""))
     return means
+
+
+def print_detection(summary: dict[str, float], min_lesion: int) -> None:
+    """The run's numbers on frames with an empty reference (clean frames) and on lesion frames."""
+    clean, frames = summary["clean_frames"], summary["frames"]
+    print(f"{clean} of {frames} frames have an empty reference (clean): Dice = Jaccard = 1 where predicted empty too")
+    for frames_name, suffix in (("all frames", "all"), ("lesion frames", "lesion_frames")):
+        print(f"{frames_name}: " + ", ".join(f"{m} {summary[f'{m}_{suffix}']:.4f}" for m in OVERLAP_METRICS))
+    print(
+        f"frames called positive at {min_lesion}+ predicted pixels: sensitivity {summary['frame_sensitivity']:.4f}, "
+        f"specificity {summary['frame_specificity']:.4f}, false-positive frames {summary['false_positive_frames']} "
+        f"of {clean} clean"
+    )
+    print(
+        f"lesions (connected components): recall {summary['lesion_recall']:.4f}, precision "
+        f"{summary['lesion_precision']:.4f}, F1 {summary['lesion_f1']:.4f}"
+    )
 
 
 def run_testing() -> None:
