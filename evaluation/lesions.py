@@ -18,19 +18,14 @@ import math
 from collections.abc import Iterable, Mapping
 
 import numpy as np
-from scipy import ndimage
 
 from evaluation.metrics import summarize
+from utils.components import components
 
 DETECTION_COLUMNS = ("reference_empty", "prediction_empty", "lesions_reference", "lesions_found", "lesions_predicted",
                      "lesions_false")  # fmt: skip
 # The metrics reported on all frames and on lesion frames.
 OVERLAP_METRICS = ("dice", "jaccard", "precision", "recall")
-
-
-def components(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """Connected components of a binary mask, full connectivity (8 in 2D, 26 in 3D): labels 1..n, and n."""
-    return ndimage.label(mask, structure=np.ones((3,) * mask.ndim, dtype=bool))
 
 
 def lesion_counts(prediction: np.ndarray, truth: np.ndarray, min_lesion: int = 1) -> dict[str, int]:

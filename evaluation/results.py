@@ -226,7 +226,7 @@ def results_table(
     if any(r.skipped(m) for runs in groups.values() for r in runs for m in SKIPPING_METRICS):
         lines += ["", SKIPPED_NOTE]
     if any(has_clean_frames(r.cases.values()) for runs in groups.values() for r in runs):
-        lines += ["", CLEAN_FRAMES_HEADING, "", clean_frames_table(groups), "", CLEAN_FRAMES_NOTE]
+        lines += ["", CLEAN_FRAMES_HEADING, "", clean_frames_table(groups, names), "", CLEAN_FRAMES_NOTE]
     return "\n".join(lines)
 
 
@@ -244,12 +244,12 @@ CLEAN_FRAMES_NOTE = (
 )
 
 
-def clean_frames_table(groups: dict[str, list[RunResult]]) -> str:
+def clean_frames_table(groups: dict[str, list[RunResult]], names: Mapping[str, str] | None = None) -> str:
     """Markdown: for each group with runs, Dice, IoU, precision and recall on all frames and on lesion frames, then
     the frame- and lesion-level detection numbers of `detection_summary` (mean ± std over seeds; false-positive
-    frames as 'k of n' summed over seeds)."""
-    names = {"dice": "Dice", "jaccard": "IoU", "precision": "Precision", "recall": "Recall"}
-    overlap = [(f"{m}_{frames}", f"{names[m]} {label} (%)") for m in OVERLAP_METRICS
+    frames as 'k of n' summed over seeds). `names`: how rows are named (display_name)."""
+    titles = {"dice": "Dice", "jaccard": "IoU", "precision": "Precision", "recall": "Recall"}
+    overlap = [(f"{m}_{frames}", f"{titles[m]} {label} (%)") for m in OVERLAP_METRICS
                for frames, label in (("all", "all"), ("lesion_frames", "lesion frames"))]  # fmt: skip
     rates = [("frame_sensitivity", "frame sensitivity (%)"), ("frame_specificity", "frame specificity (%)")]
     lesions = [("lesion_recall", "lesion recall (%)"), ("lesion_precision", "lesion precision (%)"),
@@ -262,7 +262,11 @@ def clean_frames_table(groups: dict[str, list[RunResult]]) -> str:
             continue  # tested before metrics.csv had the detection columns: nothing to show
         summaries = [detection_summary(r.cases.values()) for r in runs]
         first = summaries[0]  # a group's runs share the test set
-        cells = [display_name(runs[0].method), f"`{group}`", f"{first['frames']} ({first['clean_frames']})"]
+        cells = [
+            display_name(runs[0].method, names or {}),
+            f"`{group}`",
+            f"{first['frames']} ({first['clean_frames']})",
+        ]
         cells += [format_mean_std(*mean_std([s[key] for s in summaries]), 100.0) for key, _ in overlap + rates]
         false_positive, clean = (sum(s[key] for s in summaries) for key in ("false_positive_frames", "clean_frames"))
         cells.append(f"{false_positive} of {clean}")
@@ -301,24 +305,35 @@ def per_case_means(runs: Sequence[RunResult], metric: str) -> dict[str, float]:
     return {case: mean_std([r.cases[case][metric] for r in runs if case in r.cases])[0] for case in cases}
 
 
+def paired_differences(a: Mapping[str, float], b: Mapping[str, float]) -> tuple[np.ndarray, float, float]:
+    """The one paired comparison of the project: a − b per case over the cases where both are defined (finite), in
+    case-ID order, and the two-sided Wilcoxon signed-rank test's statistic W and p over them (W = 0, p = 1 when every
+    difference is 0: no evidence either way)."""
+    cases = sorted(c for c in a if c in b and math.isfinite(a[c]) and math.isfinite(b[c]))
+    differences = np.array([a[c] - b[c] for c in cases])
+    if not np.any(differences):
+        return differences, 0.0, 1.0
+    result = stats.wilcoxon(differences)
+    return differences, float(result.statistic), float(result.pvalue)
+
+
 def paired_wilcoxon(a: Sequence[RunResult], b: Sequence[RunResult], metric: str = "dice") -> PairedTest:
     """Two-sided Wilcoxon signed-rank test of a vs b, paired by test case (each case's mean over seeds), over the
     cases where both are defined."""
-    a_cases, b_cases = per_case_means(a, metric), per_case_means(b, metric)
-    paired = [c for c in a_cases if c in b_cases and math.isfinite(a_cases[c]) and math.isfinite(b_cases[c])]
-    if len(paired) < 2:
-        raise DataError(f"{a[0].group} and {b[0].group} share {len(paired)} cases with a defined {metric}: need 2+")
-    differences = np.array([a_cases[c] - b_cases[c] for c in paired])
-    result = stats.wilcoxon(differences)
+    differences, statistic, p_value = paired_differences(per_case_means(a, metric), per_case_means(b, metric))
+    if len(differences) < 2:
+        raise DataError(
+            f"{a[0].group} and {b[0].group} share {len(differences)} cases with a defined {metric}: need 2+"
+        )
     return PairedTest(
         a=a[0].group,
         b=b[0].group,
         metric=metric,
-        cases=len(paired),
+        cases=len(differences),
         mean_difference=float(differences.mean()),
         median_difference=float(np.median(differences)),
-        statistic=float(result.statistic),
-        p_value=float(result.pvalue),
+        statistic=statistic,
+        p_value=p_value,
     )
 
 

@@ -17,10 +17,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 from evaluation.postprocess import POSTPROCESSING
-from evaluation.results import load_run
+from evaluation.results import load_run, paired_differences
 from utils.errors import DataError
 
 
@@ -46,6 +45,10 @@ class Pooled:
     def mean(self, metric: str) -> float:
         return float(np.nanmean([case[metric] for case in self.cases.values()]))
 
+    def dice(self) -> dict[str, float]:
+        """Each frame's Dice: what the paired comparisons compare."""
+        return {i: case["dice"] for i, case in self.cases.items()}
+
 
 def done(root: Path, name: str) -> bool:
     """Whether every run of `name` has finished and its (plain or @lcc) test of the final iteration exists."""
@@ -69,11 +72,8 @@ def summary_line(name: str, run: Pooled, reference: Pooled | None, reference_nam
         f"hd95 {run.mean('hd95'):6.1f}"
     )
     if reference is not None:
-        ids = sorted(run.cases)
-        dice = np.array([run.cases[i]["dice"] for i in ids])
-        ref = np.array([reference.cases[i]["dice"] for i in ids])
-        p = stats.wilcoxon(dice, ref).pvalue if np.any(dice != ref) else 1.0
-        line += f"  vs {reference_name}: {100 * (dice - ref).mean():+6.2f} p={p:.3g}"
+        difference, _, p = paired_differences(run.dice(), reference.dice())
+        line += f"  vs {reference_name}: {100 * difference.mean():+6.2f} p={p:.3g}"
     return line
 
 

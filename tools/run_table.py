@@ -111,7 +111,8 @@ def run_job(
     return f"{exp}: trained and tested in {(time.perf_counter() - start) / 60:.1f} min"
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The runner's flags (tests/test_commands.py parses every run_table command of the docs with it)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", choices=sorted(CONFIGS), default="la_half")
     parser.add_argument("--groups", nargs="+", choices=list(GROUPS), help="default: the config's (CONFIG_GROUPS)")
@@ -128,7 +129,11 @@ def main() -> None:
     parser.add_argument(
         "--summary_only", action="store_true", help="train nothing: rebuild results/<config>/table.md and dice.png"
     )
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     scale = CONFIGS[args.config]
     args.groups = args.groups or CONFIG_GROUPS.get(args.config, DEFAULT_GROUPS)
     name = args.config if args.precision == "fp32" else f"{args.config}_{args.precision}"

@@ -11,9 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
-from scipy import stats
-
+from evaluation.results import paired_differences
 from tools.compare import Pooled, done, summary_line
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,9 +32,8 @@ def name(iterations: int, row: str, postprocess: str = "none", seeds: tuple[int,
 
 def paired(a: Pooled, b: Pooled) -> tuple[float, float]:
     """Mean Dice of a - b over the frames, and the paired Wilcoxon p."""
-    ids = sorted(a.cases)
-    x, y = (np.array([run.cases[i]["dice"] for i in ids]) for run in (a, b))
-    return float((x - y).mean()), float(stats.wilcoxon(x, y).pvalue) if np.any(x != y) else 1.0
+    difference, _, p = paired_differences(a.dice(), b.dice())
+    return float(difference.mean()), p
 
 
 def screen(root: Path) -> str | None:
