@@ -29,7 +29,7 @@ import nrrd
 import numpy as np
 from tqdm import tqdm
 
-from dataloaders.la_heart import CASE_FILE, CASES_FOLDER
+from dataloaders.h5_cases import CASE_FILE, CASES_FOLDER
 from utils.errors import DataError
 
 RAW_IMAGE = "lgemri.nrrd"

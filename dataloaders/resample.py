@@ -10,7 +10,7 @@ import numpy as np
 from scipy import ndimage
 from tqdm import tqdm
 
-from dataloaders.la_heart import case_path, read_case, read_list
+from dataloaders.h5_cases import case_path, read_case, read_list
 
 
 def resample_case(image: np.ndarray, label: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dataloaders.la_heart import case_path, inspect_case, read_case, read_list
+from dataloaders.h5_cases import case_path, inspect_case, read_case, read_list
 from utils.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm")

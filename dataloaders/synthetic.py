@@ -16,7 +16,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from dataloaders.la_heart import CASE_FILE, CASES_FOLDER
+from dataloaders.h5_cases import CASE_FILE, CASES_FOLDER
 
 
 def _blob(grid: np.ndarray, shape: Sequence[int], rng: np.random.Generator, size: tuple[float, float]) -> np.ndarray:

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dataloaders.checks import check_dataset
-from dataloaders.la_heart import case_path, read_case
+from dataloaders.h5_cases import case_path, read_case
 from evaluation.testing import load_network
 from networks.vnet import VNet
 from utils.errors import DataError

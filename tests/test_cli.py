@@ -14,7 +14,7 @@ from test_end_to_end import run
 import evaluation.predicting as predicting
 import evaluation.testing as testing
 import training.loop as training
-from dataloaders.la_heart import case_path, read_case
+from dataloaders.h5_cases import case_path, read_case
 from dataloaders.sources import open_folder
 from evaluation.testing import load_network
 from evaluation.windows import sliding_window_probability

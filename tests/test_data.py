@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from dataloaders.la_heart import LAHeart, TrainTransform, TwoStreamBatchSampler, pad_to_patch, random_rot_flip
+from dataloaders.augmentations import TrainTransform, pad_to_patch, random_rot_flip
+from dataloaders.dataset import SegmentationDataset
+from dataloaders.sampler import TwoStreamBatchSampler
 from dataloaders.synthetic import make_synthetic_la, synthetic_case
 
 
@@ -154,10 +156,10 @@ def test_synthetic_three_classes_are_nested_shells_of_the_two_class_blob():
 def test_synthetic_dataset_labels_fit_the_class_count(tmp_path):
     root = make_synthetic_la(tmp_path, n_train=2, n_test=1, shape_range=((20, 20, 16), (24, 24, 18)), num_classes=4)
     ids = (root / "train.list").read_text().split()
-    dataset = LAHeart(root, ids, num_classes=4)
+    dataset = SegmentationDataset(root, ids, num_classes=4)
     assert max(int(label.max()) for _, label in dataset.cases) == 3
     with pytest.raises(Exception, match="fall outside 0..1"):
-        LAHeart(root, ids)  # the default 2 classes refuses labels 2 and 3
+        SegmentationDataset(root, ids)  # the default 2 classes refuses labels 2 and 3
 
 
 def test_padding_follows_the_release_formula_when_a_side_is_not_larger_than_the_patch():
@@ -174,11 +176,11 @@ def test_padding_follows_the_release_formula_when_a_side_is_not_larger_than_the_
 
 def test_dataset_items_are_tensors_of_the_patch(synthetic_root):
     ids = (synthetic_root / "train.list").read_text().split()
-    dataset = LAHeart(synthetic_root, ids[:2], TrainTransform((32, 32, 32)))
+    dataset = SegmentationDataset(synthetic_root, ids[:2], TrainTransform((32, 32, 32)))
     item = dataset[(1, 123)]
     assert item["image"].shape == (1, 32, 32, 32) and item["label"].shape == (32, 32, 32)
     assert str(item["label"].dtype) == "torch.int64"
     again = dataset[(1, 123)]
     assert (item["image"] == again["image"]).all()  # the seed fixes the augmentation
-    plain = LAHeart(synthetic_root, ids[:1])[0]
+    plain = SegmentationDataset(synthetic_root, ids[:1])[0]
     assert plain["image"].shape[1:] == dataset.cases[0][0].shape

@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import REPO, SMALL_PATCH
 
-from dataloaders.la_heart import TwoStreamBatchSampler
+from dataloaders.sampler import TwoStreamBatchSampler
 from networks.vnet import VNet
 
 

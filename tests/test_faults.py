@@ -14,7 +14,7 @@ from conftest import REPO, SMALL_PATCH
 import methods.uamt
 import training.loop as training
 import utils.checkpoint as checkpoint
-from dataloaders.la_heart import TwoStreamBatchSampler
+from dataloaders.sampler import TwoStreamBatchSampler
 from methods import UAMTUnlabel
 
 # 6 labelled cases at 1 per batch: 6 batches an epoch, so a stop falls inside an epoch.

@@ -8,7 +8,7 @@ from conftest import REPO, SHARED_HC18
 
 import training.loop as training
 from benchmarks.arenas import DISPLAY_NAMES
-from dataloaders.la_heart import TrainTransform, random_rot_flip
+from dataloaders.augmentations import TrainTransform, random_rot_flip
 from methods import UAMTUnlabel, UniMatch
 from networks.vnet import VNet
 from tools import run_table

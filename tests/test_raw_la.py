@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import REPO, run_script
 
-from dataloaders.la_heart import CASE_FILE, CASES_FOLDER, read_case, read_list
+from dataloaders.h5_cases import CASE_FILE, CASES_FOLDER, read_case, read_list
 from dataloaders.raw_la import convert_case, convert_dataset, crop_box
 from utils.errors import DataError
 

@@ -10,7 +10,7 @@ import pytest
 from conftest import run_script as subprocess_run
 from scipy.interpolate import RegularGridInterpolator
 
-from dataloaders.la_heart import case_path, read_case, read_list
+from dataloaders.h5_cases import case_path, read_case, read_list
 from dataloaders.resample import resample_dataset
 from evaluation.metrics import METRICS
 from evaluation.results import (

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dataloaders.la_heart import TwoStreamBatchSampler
+from dataloaders.sampler import TwoStreamBatchSampler
 from utils.errors import DataError
 
 

@@ -24,9 +24,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from dataloaders.augmentations import TrainTransform
 from dataloaders.checks import check_dataset
+from dataloaders.dataset import SegmentationDataset
 from dataloaders.flags import check_dimensions, resolve_patch_size
-from dataloaders.la_heart import LAHeart, TrainTransform, TwoStreamBatchSampler
+from dataloaders.sampler import TwoStreamBatchSampler
 from dataloaders.sources import Source, open_source
 from methods.base import Forward, Method, StepOutput
 from networks import DEFAULT_NET, build_network
@@ -174,7 +176,7 @@ class TrainingData:
     train_ids: list[str]
     labeled_ids: list[str]
     unlabeled_ids: list[str]
-    dataset: LAHeart
+    dataset: SegmentationDataset
 
 
 def resolve_configuration(args: argparse.Namespace, method_class: type[Method], device: torch.device) -> Source:
@@ -201,7 +203,7 @@ def load_training_data(args: argparse.Namespace, source: Source, semi: bool) -> 
     check_dimensions(report.shapes, dimensions, f"--patch_size {patch_text} is {dimensions}D: give one side per axis")
     labeled_ids, unlabeled_ids = split_labelled(args, source, train_ids, semi)
     used_ids = labeled_ids + unlabeled_ids if semi else labeled_ids
-    dataset = LAHeart(source, used_ids, TrainTransform(args.patch_size, args.augment), args.num_classes)
+    dataset = SegmentationDataset(source, used_ids, TrainTransform(args.patch_size, args.augment), args.num_classes)
     return TrainingData(train_ids, labeled_ids, unlabeled_ids if semi else [], dataset)
 
 

@@ -7,8 +7,8 @@ import argparse
 import re
 from pathlib import Path
 
+from dataloaders.augmentations import AUGMENTATIONS
 from dataloaders.flags import add_data_flags
-from dataloaders.la_heart import AUGMENTATIONS
 from dataloaders.sources import Source
 from methods.base import Method
 from networks import DEFAULT_NET, NETWORKS
