@@ -73,9 +73,14 @@ class Method:
         """The method's own flags (the loop's are in training/options.py)."""
 
     @staticmethod
+    def resolve(args: argparse.Namespace) -> dict[str, object]:
+        """The method's flags whose default depends on the data or the processes (args.patch_size is resolved: 2
+        sides for images, 3 for volumes), as {flag: value}; read, never written (training/config.py)."""
+        return {}
+
+    @staticmethod
     def check_args(args: argparse.Namespace) -> None:
-        """Refuse flags the method cannot train with (raise DataError with one line); resolve defaults that depend
-        on the data (args.patch_size is set: 2 sides for images, 3 for volumes)."""
+        """Refuse flags the method cannot train with (raise DataError with one line), on the resolved flags."""
 
     def run_name(self) -> str:
         """The method as run.json and the results tables name it (an ablation may add a suffix)."""

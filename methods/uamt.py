@@ -96,14 +96,18 @@ class UAMT(Method):
         )
 
     @staticmethod
+    def resolve(args: argparse.Namespace) -> dict[str, object]:
+        if args.student_batchnorm != "auto":
+            return {}
+        two_d = len(args.patch_size) == 2  # auto: split for frames in one process, else the release's joint
+        return {"student_batchnorm": "split" if two_d and requested_world_size() == 1 else "joint"}
+
+    @staticmethod
     def check_args(args: argparse.Namespace) -> None:
         if args.mc_passes_per_forward <= 0 or args.mc_passes % args.mc_passes_per_forward:
             raise DataError(
                 f"--mc_passes_per_forward {args.mc_passes_per_forward} must divide --mc_passes {args.mc_passes}"
             )
-        if args.student_batchnorm == "auto":  # resolved here, where the data's dimensionality is known
-            two_d = len(args.patch_size) == 2
-            args.student_batchnorm = "split" if two_d and requested_world_size() == 1 else "joint"
         if args.student_batchnorm == "split" and requested_world_size() > 1:
             raise DataError("--student_batchnorm split is single-process only (two forwards per DDP step are untested)")
 

@@ -29,6 +29,7 @@ from method_digest import (
 import methods.bcp as bcp
 import training.loop as training
 from methods import BCP, Supervised, UAMTUnlabel
+from training.config import resolve_flags
 from utils.errors import DataError
 
 STORED = json.loads(STORED_PATH.read_text())
@@ -324,10 +325,8 @@ def test_uamt_student_batchnorm_auto_is_split_for_2d_in_one_process(monkeypatch,
     parser = training.training_parser("", "x", UAMTUnlabel)
 
     def resolved(*flags: str, patch: list[int]) -> str:
-        args = parser.parse_args(list(flags))
-        args.patch_size = patch
-        UAMTUnlabel.check_args(args)
-        return args.student_batchnorm
+        args = parser.parse_args([*flags, "--patch_size", *map(str, patch)])
+        return resolve_flags(args, UAMTUnlabel, len(patch), torch.device("cpu")).student_batchnorm
 
     assert parser.parse_args([]).student_batchnorm == "auto"
     assert resolved(patch=[128, 192]) == "split" and resolved(patch=[112, 112, 80]) == "joint"
@@ -336,9 +335,8 @@ def test_uamt_student_batchnorm_auto_is_split_for_2d_in_one_process(monkeypatch,
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert resolved(patch=[128, 192]) == "joint"
     monkeypatch.delenv("WORLD_SIZE")
-    args = parser.parse_args([])
-    args.patch_size = [128, 192]
-    UAMTUnlabel.check_args(args)
+    args = resolve_flags(parser.parse_args(["--patch_size", "128", "192"]), UAMTUnlabel, 2, torch.device("cpu"))
+    assert args.student_batchnorm == "split"
     saved = {k: vars(args)[k] for k in training.RESUME_MUST_MATCH} | {"student_batchnorm": "joint"}
     keep = UAMTUnlabel.resume_must_match
     with pytest.raises(DataError, match="--student_batchnorm joint"):

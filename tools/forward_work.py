@@ -17,6 +17,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from methods import METHODS
 from networks import build_network
 from networks.vnet import VNet
+from training.config import resolve_flags
+from training.loop import build_method
 from training.options import training_parser
 
 
@@ -32,12 +34,10 @@ def forward_equivalents(method_name: str, flags: list[str], patch_size: list[int
     """A method's work at iteration t in forward-equivalents: the FLOP of its step (every forward, the teacher's and
     the pseudo-labels' included, and the backward) over those of one V-Net forward of one item, counted by torch on
     a real step at `patch_size` (convolutions and matrix products). Data loading and the optimiser are not counted."""
-    method_class = METHODS[method_name]
-    args = training_parser("", "work", method_class).parse_args([*flags, "--patch_size", *map(str, patch_size)])
-    if not method_class.semi_supervised:
-        args.labeled_bs = args.batch_size
-    method_class.check_args(args)
-    method = method_class(args, lambda: build_network(args.net, args.num_classes, len(patch_size)))
+    method_class, cpu = METHODS[method_name], torch.device("cpu")
+    parsed = training_parser("", "work", method_class).parse_args([*flags, "--patch_size", *map(str, patch_size)])
+    args = resolve_flags(parsed, method_class, len(patch_size), cpu)  # as a training run resolves them
+    method = build_method(args, method_class, cpu)  # and builds its networks
     images = torch.randn(args.batch_size, 1, *patch_size)
     labels = torch.randint(0, args.num_classes, (args.batch_size, *patch_size))
     method.start_iteration(iteration, torch.optim.SGD(method.parameter_groups(), lr=args.base_lr))

@@ -27,16 +27,15 @@ from tqdm import tqdm
 from dataloaders.augmentations import TrainTransform
 from dataloaders.checks import check_dataset
 from dataloaders.dataset import SegmentationDataset
-from dataloaders.flags import check_dimensions, resolve_patch_size
+from dataloaders.flags import check_dimensions
 from dataloaders.sampler import TwoStreamBatchSampler
 from dataloaders.sources import Source, open_source
 from methods.base import Forward, Method, StepOutput
 from networks import DEFAULT_NET, build_network
 from training import distributed
 from training.checkpoint import all_finite, check_networks, restore_training_state, training_state
+from training.config import Config, resolve_flags
 from training.options import (
-    DEFAULT_AUGMENT,
-    check_args,
     split_labelled,
     training_parser,
 )
@@ -44,7 +43,7 @@ from utils.checkpoint import load_checkpoint, save_atomic
 from utils.cli import RunStopped, check_device, machine_description, run_guarded
 from utils.cpu_memory import reuse_freed_memory
 from utils.errors import DataError
-from utils.precision import cast_forward, resolve_precision
+from utils.precision import cast_forward
 
 IMAGE_EVERY = 50
 
@@ -179,18 +178,13 @@ class TrainingData:
     dataset: SegmentationDataset
 
 
-def resolve_configuration(args: argparse.Namespace, method_class: type[Method], device: torch.device) -> Source:
-    """Every default that depends on the data or the method, decided once, here, before anything is written: the
-    patch (the network's dimensionality follows the data's), the augmentation, --precision; then the checks."""
-    if not method_class.semi_supervised:
-        args.labeled_bs = args.batch_size  # a supervised batch is all labelled
+def resolve_configuration(
+    args: argparse.Namespace, method_class: type[Method], device: torch.device
+) -> tuple[Config, Source]:
+    """The run's configuration, decided once, here, before anything is written (training/config.py), and its data
+    source: the data's dimensionality decides the patch and the network's."""
     source = open_source(args.root_path, args.num_classes, args.center_crop, args.resize, args.normalization)
-    args.patch_size = resolve_patch_size(args.patch_size, source.dimensions)
-    check_args(args, method_class)
-    if getattr(args, "augment", None) is None:
-        args.augment = DEFAULT_AUGMENT[len(args.patch_size)]
-    args.precision = resolve_precision(getattr(args, "precision", "fp32"), device, args.patch_size)  # to run.json
-    return source
+    return resolve_flags(args, method_class, source.dimensions, device), source
 
 
 def load_training_data(args: argparse.Namespace, source: Source, semi: bool) -> TrainingData:
@@ -267,7 +261,7 @@ def _train(
 ) -> Path:
     started = time.perf_counter()
     main = ranks.is_main
-    source = resolve_configuration(args, method_class, device)
+    args, source = resolve_configuration(args, method_class, device)  # read-only from here on
     data = load_training_data(args, source, method_class.semi_supervised)
     snapshot = Path(args.model_dir) / args.exp
     resume_from = resume_path(args, snapshot)

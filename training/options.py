@@ -135,7 +135,6 @@ def split_labelled(
         if unknown or unlabelled or not labeled:
             problem = f"{unknown[0]} is not in train.list" if unknown else f"{unlabelled[0]} has no label"
             raise DataError(f"{path}: {problem if labeled else 'no IDs'}; list labelled IDs of train.list")
-        args.labelnum = len(labeled)  # as run.json and the tables count it
     else:
         with_label = [i for i in train_ids if source.has_label(i)]
         if not 0 < args.labelnum <= len(with_label):
