@@ -314,3 +314,40 @@ def test_log_means_averages_each_window_of_the_logged_values(tmp_path):
     means = log_means.window_means(values, "unimatch/mask_ratio", 2)
     assert [(a, b) for a, b, _ in means] == [(1, 2), (3, 4), (5, 5)]
     assert [m for _, _, m in means] == pytest.approx([0.15, 0.35, 0.5])
+
+
+def write_metrics(folder, rows, iterations=10):
+    """A finished run whose metrics.csv holds `rows` (case -> {metric: value}), the other metrics 0.5."""
+    folder.mkdir(parents=True)
+    info = {"method": "supervised", "labelled": 8, "unlabelled": 0, "seed": 1, "iterations": iterations}
+    (folder / "run.json").write_text(json.dumps({**info, "train_wall_s": 1.0}))
+    test = folder / f"test_iter_{iterations}"
+    test.mkdir()
+    lines = ["case," + ",".join(METRICS)]
+    lines += [f"{case}," + ",".join(str(values.get(m, 0.5)) for m in METRICS) for case, values in rows.items()]
+    (test / "metrics.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_compare_differences_medians_and_case_selection(tmp_path):
+    """tools/compare.py's median, difference of means (NaN left out of each mean) and --cases / --leave_out, against
+    hand computations."""
+    from tools.compare import Pooled, difference_line, mean_differences
+
+    nan = math.nan
+    write_metrics(tmp_path / "a", {"c0": {"dice": 0.8, "hd95": 2.0}, "c1": {"dice": 0.6, "hd95": nan},
+                                   "c2": {"dice": 0.9, "hd95": 4.0}})  # fmt: skip
+    write_metrics(tmp_path / "b", {"c0": {"dice": 0.7, "hd95": 3.0}, "c1": {"dice": 0.7, "hd95": 5.0},
+                                   "c2": {"dice": 0.4, "hd95": 7.0}})  # fmt: skip
+    a, b = Pooled(tmp_path, "a"), Pooled(tmp_path, "b")
+    assert a.median("dice") == pytest.approx(0.8) and b.median("hd95") == pytest.approx(5.0)
+    differences = mean_differences(a, b)
+    # Dice in percent: (0.8 + 0.6 + 0.9) / 3 - (0.7 + 0.7 + 0.4) / 3 = 0.5 / 3; 95HD (2 + 4) / 2 - (3 + 5 + 7) / 3 = -2
+    assert differences["dice"] == pytest.approx(100 * 0.5 / 3) and differences["hd95"] == pytest.approx(-2.0)
+    assert differences["recall"] == pytest.approx(0.0)
+    assert "dice +16.67" in difference_line("a", a, b, "b") and "hd95 -2.00" in difference_line("a", a, b, "b")
+    # Pooled over two runs: each case's metrics averaged first, (0.8 + 0.7) / 2, (0.6 + 0.7) / 2, (0.9 + 0.4) / 2
+    assert Pooled(tmp_path, "a,b").median("dice") == pytest.approx(0.65)
+    assert Pooled(tmp_path, "a").select(cases=["c1"]).mean("dice") == pytest.approx(0.6)
+    assert Pooled(tmp_path, "a").select(leave_out=["c1"]).median("dice") == pytest.approx(0.85)
+    with pytest.raises(SystemExit):
+        Pooled(tmp_path, "a").select(leave_out=["c9"])
