@@ -94,7 +94,10 @@ def keep_results(run: Path, kept: Path, final: int, names: tuple[str, ...] = KEP
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(run / name.format(final=final), target)
     if (run / "log.txt").is_file():
-        log_summary.write_summary(run)
+        try:
+            log_summary.write_summary(run)
+        except ValueError as error:  # an optional file: the results above are kept whatever the log holds
+            print(f"{run / 'log.txt'}: no {log_summary.NAME} ({error})", flush=True)
     for name in OPTIONAL:
         if (run / name).is_file():
             shutil.copyfile(run / name, kept / name)
