@@ -214,7 +214,8 @@ COMPARE = [("uamt_unlabel:8", "supervised:8"), ("uamt_unlabel:16", "supervised:1
            ("unimatch:160", "supervised:160"), ("uamt_unlabel_bnsplit_unet:40", "supervised_unet:40"),
            ("uamt_unlabel_bnsplit_unet:40", "uamt_unlabel_bnsplit:40"),
            ("bcp_equal_work:40", "supervised:40"), ("bcp_equal_work:40", "uamt_unlabel_bnsplit:40"),
-           ("bcp_equal_work:40", "bcp:40"), ("unimatch:40", "bcp_equal_work:40")]  # fmt: skip
+           ("bcp_equal_work:40", "bcp:40"), ("unimatch:40", "bcp_equal_work:40"),
+           ("unimatch:40", "bcp:40")]  # fmt: skip
 GAP = ("supervised:16", "uamt_unlabel:16", "supervised:80")  # the share of the 16 -> 80 gap that UA-MT closes
 CONFIG_GAP = {
     "hc18": ("supervised:16", "uamt_unlabel:16", "supervised:160"),

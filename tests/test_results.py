@@ -314,3 +314,89 @@ def test_log_means_averages_each_window_of_the_logged_values(tmp_path):
     means = log_means.window_means(values, "unimatch/mask_ratio", 2)
     assert [(a, b) for a, b, _ in means] == [(1, 2), (3, 4), (5, 5)]
     assert [m for _, _, m in means] == pytest.approx([0.15, 0.35, 0.5])
+
+
+def write_metrics(folder, rows, iterations=10):
+    """A finished run whose metrics.csv holds `rows` (case -> {metric: value}), the other metrics 0.5."""
+    folder.mkdir(parents=True)
+    info = {"method": "supervised", "labelled": 8, "unlabelled": 0, "seed": 1, "iterations": iterations}
+    (folder / "run.json").write_text(json.dumps({**info, "train_wall_s": 1.0}))
+    test = folder / f"test_iter_{iterations}"
+    test.mkdir()
+    lines = ["case," + ",".join(METRICS)]
+    lines += [f"{case}," + ",".join(str(values.get(m, 0.5)) for m in METRICS) for case, values in rows.items()]
+    (test / "metrics.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_compare_differences_medians_and_case_selection(tmp_path):
+    """tools/compare.py's median, difference of means (NaN left out of each mean) and --cases / --leave_out, against
+    hand computations."""
+    from tools.compare import Pooled, difference_line, mean_differences
+
+    nan = math.nan
+    write_metrics(tmp_path / "a", {"c0": {"dice": 0.8, "hd95": 2.0}, "c1": {"dice": 0.6, "hd95": nan},
+                                   "c2": {"dice": 0.9, "hd95": 4.0}})  # fmt: skip
+    write_metrics(tmp_path / "b", {"c0": {"dice": 0.7, "hd95": 3.0}, "c1": {"dice": 0.7, "hd95": 5.0},
+                                   "c2": {"dice": 0.4, "hd95": 7.0}})  # fmt: skip
+    a, b = Pooled(tmp_path, "a"), Pooled(tmp_path, "b")
+    assert a.median("dice") == pytest.approx(0.8) and b.median("hd95") == pytest.approx(5.0)
+    differences = mean_differences(a, b)
+    # Dice in percent: (0.8 + 0.6 + 0.9) / 3 - (0.7 + 0.7 + 0.4) / 3 = 0.5 / 3; 95HD (2 + 4) / 2 - (3 + 5 + 7) / 3 = -2
+    assert differences["dice"] == pytest.approx(100 * 0.5 / 3) and differences["hd95"] == pytest.approx(-2.0)
+    assert differences["recall"] == pytest.approx(0.0)
+    assert "dice +16.67" in difference_line("a", a, b, "b") and "hd95 -2.00" in difference_line("a", a, b, "b")
+    # Pooled over two runs: each case's metrics averaged first, (0.8 + 0.7) / 2, (0.6 + 0.7) / 2, (0.9 + 0.4) / 2
+    assert Pooled(tmp_path, "a,b").median("dice") == pytest.approx(0.65)
+    assert Pooled(tmp_path, "a").select(cases=["c1"]).mean("dice") == pytest.approx(0.6)
+    assert Pooled(tmp_path, "a").select(leave_out=["c1"]).median("dice") == pytest.approx(0.85)
+    with pytest.raises(SystemExit):
+        Pooled(tmp_path, "a").select(leave_out=["c9"])
+
+
+def test_log_summary_averages_every_scalar_over_equal_windows_and_the_first_and_last_tenth(tmp_path):
+    """tools/log_summary.py on a hand-written log.txt of 25 iterations: a = i at every iteration, b = 2 i from
+    iteration 11 (a later stage's scalar); window means against hand computations."""
+    from tools import log_summary
+
+    lines = ["[12:00:00.000] {'seed': 1}", "[12:00:00.000] resumed from iter_10.pth at iteration 10"]
+    for i in range(1, 26):
+        lines.append(f"[12:00:00.000] iteration {i}: a {i:.5f}" + (f", b {2 * i:.5f}" if i > 10 else ""))
+    (tmp_path / "log.txt").write_text("\n".join(lines) + "\n")
+    out = log_summary.write_summary(tmp_path)
+    assert out == tmp_path / "log_summary.json"
+    written = json.loads(out.read_text())
+    # 10 equal windows of ceil(25 / 10) = 3 iterations: 1-3, 4-6, ..., 22-24, and 25 alone; the tenths 1-3 and 23-25
+    assert written["iterations"] == 25 and written["window"] == 3
+    assert written["first_10_percent"] == [1, 3] and written["last_10_percent"] == [23, 25]
+    a, b = written["scalars"]["a"], written["scalars"]["b"]
+    assert [w[:2] for w in a["windows"]] == [[1, 3], [4, 6], [7, 9], [10, 12], [13, 15], [16, 18], [19, 21],
+                                             [22, 24], [25, 25]]  # fmt: skip
+    assert [w[2] for w in a["windows"]] == pytest.approx([2, 5, 8, 11, 14, 17, 20, 23, 25])
+    assert a["first_10_percent"] == pytest.approx(2) and a["last_10_percent"] == pytest.approx(24)
+    # b: (22 + 24) / 2 over 10-12 (logged from 11), then 2 x each window's middle; never in the first tenth
+    assert [w[2] for w in b["windows"]] == pytest.approx([23, 28, 34, 40, 46, 50])
+    assert b["windows"][0][:2] == [10, 12] and b["first_10_percent"] is None
+    assert b["last_10_percent"] == pytest.approx(48)
+    # --window 10: 1-10, 11-20, 21-25
+    wide = log_summary.summary(tmp_path, window=10)["scalars"]["a"]["windows"]
+    assert wide == [[1, 10, pytest.approx(5.5)], [11, 20, pytest.approx(15.5)], [21, 25, pytest.approx(23)]]
+
+
+def test_run_table_keeps_the_log_summary_only_where_the_run_has_its_log(tmp_path):
+    """log_summary.json is kept beside run.json when the run has log.txt; results without it still count as done."""
+    from tools import run_table
+
+    names = ("run.json", "test_iter_5/test.json", "test_iter_5/metrics.csv")
+    for run in (tmp_path / "model" / "logged", tmp_path / "model" / "old"):
+        (run / "test_iter_5").mkdir(parents=True)
+        for name in names:
+            (run / name).write_text(name)
+    (tmp_path / "model" / "logged" / "log.txt").write_text("[12:00:00.000] iteration 1: loss 0.50000\n")
+    run_table.keep_results(tmp_path / "model" / "logged", tmp_path / "results" / "logged", 5)
+    run_table.keep_results(tmp_path / "model" / "old", tmp_path / "results" / "old", 5)
+    kept = json.loads((tmp_path / "results" / "logged" / "log_summary.json").read_text())
+    assert kept["scalars"]["loss"]["windows"] == [[1, 1, 0.5]]
+    assert not (tmp_path / "results" / "old" / "log_summary.json").exists()
+    assert run_table.has_results(tmp_path / "results" / "old", 5) and run_table.has_results(
+        tmp_path / "results" / "logged", 5
+    )

@@ -6,8 +6,9 @@
 The tables themselves (configs, rows, paired tests, display names) are data: benchmarks/arenas.py.
 
 Each job trains (`--resume auto`: an interrupted table continues where it stopped), then tests the final iteration
-and copies the small results (run.json, test_iter_<N>/test.json and metrics.csv) to results/<config>/<run>/, which
-is committed: a run whose results are there is skipped, so a later sitting on a fresh machine runs only what is
+and copies the small results (run.json, test_iter_<N>/test.json and metrics.csv; and log_summary.json, the logged
+scalars' window means, where the run has its log.txt) to results/<config>/<run>/, which is committed: a run whose
+results are there (log_summary.json or not) is skipped, so a later sitting on a fresh machine runs only what is
 missing. Jobs run `--parallel` at a time, the CPU threads split between them. Every command is printed, and logged
 in <run>/job.log. Nothing reads test.list before a run's final model exists.
 """
@@ -38,8 +39,11 @@ from benchmarks.arenas import (
     Schedule,
     training_script,
 )
+from tools import log_summary
 
 KEPT = ("run.json", "test_iter_{final}/test.json", "test_iter_{final}/metrics.csv")  # what results/ keeps of a run
+# Kept too where the run has them, never required: runs kept before them still count as done (has_results).
+OPTIONAL = (log_summary.NAME,)
 
 
 def job_commands(
@@ -83,11 +87,20 @@ def has_results(folder: Path, final: int, names: tuple[str, ...] = KEPT) -> bool
 
 
 def keep_results(run: Path, kept: Path, final: int, names: tuple[str, ...] = KEPT) -> None:
-    """Copy a tested run's small results (no checkpoints, no volumes) to `kept`."""
+    """Copy a tested run's small results (no checkpoints, no volumes) to `kept`; where the run has its log.txt, its
+    log_summary.json (tools/log_summary.py) is written beside run.json and kept too (OPTIONAL)."""
     for name in names:
         target = kept / name.format(final=final)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(run / name.format(final=final), target)
+    if (run / "log.txt").is_file():
+        try:
+            log_summary.write_summary(run)
+        except ValueError as error:  # an optional file: the results above are kept whatever the log holds
+            print(f"{run / 'log.txt'}: no {log_summary.NAME} ({error})", flush=True)
+    for name in OPTIONAL:
+        if (run / name).is_file():
+            shutil.copyfile(run / name, kept / name)
 
 
 def run_job(
