@@ -25,7 +25,7 @@ from utils.errors import DataError
 
 def summarize(args: argparse.Namespace) -> str:
     groups = group_runs(load_run(path, args.split, args.postprocess) for path in args.runs)
-    text = results_table(groups, args.expect or (), args.seeds, DISPLAY_NAMES)
+    text = results_table(groups, args.expect or (), args.seeds, DISPLAY_NAMES, args.retired or ())
     ordered = {g: groups[g] for g in (args.expect or []) if g in groups} | groups  # the table's order
     if any(len(runs) > 1 for runs in groups.values()):
         text += f"\n\n{args.metric} of each run, by seed:\n\n" + per_seed_table(ordered, args.metric)
@@ -61,6 +61,8 @@ if __name__ == "__main__":
     parser.add_argument("--metric", default="dice", help="metric of the paired tests, the gap and the figure")
     parser.add_argument("--expect", nargs="+", help="groups of the table in order; those without runs show as pending")
     parser.add_argument("--seeds", type=int, help="seeds each group should have (fewer: marked pending)")
+    parser.add_argument("--retired", action="append", metavar="GROUP", help="a group given no more seeds: marked "
+                        "retired instead of pending (benchmarks/arenas.py RETIRED)")  # fmt: skip
     parser.add_argument("--gap", nargs=3, metavar=("LOW", "SEMI", "HIGH"),
                         help="report the share of the LOW -> HIGH gap that SEMI closes, e.g. supervised:16 "
                         "uamt_unlabel:16 supervised:80")  # fmt: skip

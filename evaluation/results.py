@@ -188,12 +188,13 @@ def results_table(
     expected: Sequence[str] = (),
     seeds_per_group: int | None = None,
     names: Mapping[str, str] | None = None,
+    retired: Sequence[str] = (),
 ) -> str:
     """Markdown: one row per group, each metric as mean ± std over seeds of the per-run means (for K classes the
     means over the structures, then each structure's Dice and 95HD), and how many cases the 95HD / ASD / precision
     means left out (undefined there; SKIPPED_NOTE under the table when any did). Groups of `expected` without runs
     get a pending row, and with `seeds_per_group` a group short of seeds says how many it has. `names`: how rows
-    are named (display_name)."""
+    are named (display_name); a `retired` group gets no more seeds and says so instead of pending."""
     names = names or {}
     per_class = class_columns(groups)
     metrics = [*METRICS, *per_class]
@@ -216,7 +217,9 @@ def results_table(
             scale = display_scale(metric.rsplit("_", 1)[0] if metric in per_class else metric)
             cells.append(format_mean_std(*mean_std([r.mean(metric) for r in runs]), scale))
         seeds = ", ".join(str(r.seed) for r in sorted(runs, key=lambda r: r.seed))
-        if seeds_per_group and len(runs) < seeds_per_group:
+        if group in retired:
+            seeds += f" (retired at {len(runs)} of {seeds_per_group or len(runs)} seeds)"
+        elif seeds_per_group and len(runs) < seeds_per_group:
             seeds += f" (pending: {len(runs)} of {seeds_per_group} seeds)"
         cells.append(seeds)
         cells.append(f"{np.mean([r.train_wall_s for r in runs]) / 60:.1f}")

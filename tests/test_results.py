@@ -172,6 +172,20 @@ def test_pending_groups_and_seeds_are_marked_in_the_table(tmp_path):
     assert rows[0][10] == "1337 (pending: 1 of 3 seeds)"
     assert "pending (0 of 3 seeds)" in rows[1] and rows[1][4] == ""  # no numbers for a group without runs
     assert len(rows[1]) == len(rows[0])
+    retired = results_table(groups, ["supervised:16", "uamt_unlabel:16"], 3, retired=["supervised:16"]).splitlines()
+    assert retired[2].split(" | ")[10] == "1337 (retired at 1 of 3 seeds)"
+    assert retired[3].split(" | ")[10] == "1337 (pending: 1 of 3 seeds)"
+
+
+def test_run_table_trains_no_more_seeds_of_a_retired_group(monkeypatch, capsys):
+    from tools import run_table
+
+    monkeypatch.setattr(run_table, "RETIRED", {"camus": {"cps:40": "why"}})
+    monkeypatch.setattr("sys.argv", ["run_table", "--config", "camus", "--groups", "cps:40", "supervised:40",
+                                     "--seeds", "1337", "--dry_run"])  # fmt: skip
+    run_table.main()
+    printed = capsys.readouterr().out
+    assert "--exp supervised_40_seed1337" in printed and "cps_40" not in printed
 
 
 def test_gap_closed_is_the_share_of_the_low_to_high_difference(tmp_path):

@@ -34,6 +34,7 @@ from benchmarks.arenas import (
     GAP,
     GROUPS,
     REPO,
+    RETIRED,
     SCHEDULE_FLAGS,
     Scale,
     Schedule,
@@ -156,13 +157,16 @@ def main() -> None:
 
     # Seed-major order: with fewer seeds done, every group still has the same number of runs.
     jobs = [job_commands(g, s, scale, model_dir, args.device, args.precision) for s in args.seeds for g in args.groups]
-    for _, commands, _ in [] if args.summary_only else jobs:
+    # A retired group trains no more seeds; its kept runs stay in the tables.
+    retired = {f"{g.replace(':', '_')}_seed{s}" for g in RETIRED.get(args.config, {}) for s in args.seeds}
+    to_train = [job for job in jobs if job[0] not in retired]
+    for _, commands, _ in [] if args.summary_only else to_train:
         for command in commands:
             print(shlex.join(["python3", *command[1:]]))  # quoted: e.g. --group_by's regex
     if args.dry_run:
         return
     if not args.summary_only:
-        run_all(jobs, args.parallel, model_dir, results, threads, kept_files(scale.postprocess))
+        run_all(to_train, args.parallel, model_dir, results, threads, kept_files(scale.postprocess))
     for post in scale.postprocess:
         summarize(args, results, {exp: final for exp, _, final in jobs}, post)
 
@@ -193,7 +197,8 @@ def summarize(args: argparse.Namespace, results: Path, finals: dict[str, int], p
     # RESULTS.md's copy is marked by the table's path from the repository (absolute when results/ is elsewhere).
     out = results / f"table{suffix}.md"
     table = str(out.relative_to(REPO) if results.is_relative_to(REPO) else out)
-    command = [sys.executable, "summarize.py", *runs, *compare, *gap, "--expect", *args.groups,
+    retired = [x for group in RETIRED.get(args.config, {}) if group in args.groups for x in ("--retired", group)]
+    command = [sys.executable, "summarize.py", *runs, *compare, *gap, *retired, "--expect", *args.groups,
                "--seeds", str(len(args.seeds)), "--out", table, "--splice", str(REPO / "RESULTS.md"),
                "--figure", str(results / f"dice{suffix}.png"), "--title", title,
                "--postprocess", postprocess]  # fmt: skip
