@@ -85,3 +85,32 @@ def test_predictive_entropy():
     assert u[0].item() == pytest.approx(math.log(2), abs=1e-5)
     assert u[1].item() == pytest.approx(0.0, abs=1e-5)
     assert u[2].item() == pytest.approx(-(0.9 * math.log(0.9) + 0.1 * math.log(0.1)), abs=1e-5)
+
+
+def test_vnet_dice_of_a_correct_empty_prediction_on_an_empty_batch_is_about_one_with_a_vanishing_gradient():
+    # Two 64 x 64 frames with empty masks and a correct all-background prediction, p(lesion) = 0.01 everywhere.
+    # By the definition 1 - (2 sum(p g) + s) / (sum(p^2) + sum(g^2) + s) with g = 0: 1 - s / (sum(p^2) + s).
+    p = torch.full((2, 64, 64), 0.01, requires_grad=True)
+    loss = soft_dice_loss(p, torch.zeros(2, 64, 64, dtype=torch.long))
+    squares = 2 * 64 * 64 * 0.01**2
+    assert loss.item() == pytest.approx(1 - DICE_SMOOTH / (squares + DICE_SMOOTH))
+    assert loss.item() > 0.9999  # near the worst a Dice loss can say, for a correct answer
+    loss.backward()
+    # d/dp_i = 2 p_i s / (sum(p^2) + s)^2 > 0: descent lowers p, by ~3e-7 a pixel: the loss says 1, the gradient ~0.
+    expected = 2 * 0.01 * DICE_SMOOTH / (squares + DICE_SMOOTH) ** 2
+    assert torch.allclose(p.grad, torch.full_like(p, expected))
+    assert expected < 1e-6
+    # Only an exactly zero prediction scores 0.
+    assert soft_dice_loss(torch.zeros(2, 64, 64), torch.zeros(2, 64, 64)).item() == pytest.approx(0.0)
+
+
+def test_vnet_dice_pools_the_batch_so_an_empty_item_beside_a_lesion_item_adds_only_its_false_positive_mass():
+    # Item 0: a 1 x 4 frame with lesion (1, 1, 0, 0) predicted (0.9, 0.9, 0.1, 0.1); item 1: empty, predicted 0.1.
+    p = torch.tensor([[0.9, 0.9, 0.1, 0.1], [0.1, 0.1, 0.1, 0.1]])
+    g = torch.tensor([[1, 1, 0, 0], [0, 0, 0, 0]])
+    alone = 1 - (2 * 1.8 + DICE_SMOOTH) / (2 * 0.81 + 2 * 0.01 + 2 + DICE_SMOOTH)
+    pooled = 1 - (2 * 1.8 + DICE_SMOOTH) / (2 * 0.81 + 6 * 0.01 + 2 + DICE_SMOOTH)
+    assert soft_dice_loss(p[:1], g[:1]).item() == pytest.approx(alone, rel=1e-5)
+    assert soft_dice_loss(p, g).item() == pytest.approx(pooled, rel=1e-5)
+    # A per-item mean would add the empty item's own term, 1 - s / (4 * 0.01 + s) ~ 1, whatever it predicts.
+    assert soft_dice_loss(p[1], g[1]).item() > 0.999
