@@ -69,9 +69,9 @@ def open_cases(args: argparse.Namespace, num_classes: int) -> tuple[Source, list
     dataset at --root_path (its labels, if any, unused)."""
     normalization = args.normalization or "zscore"
     if args.input:
-        source = open_folder(args.input, num_classes, args.center_crop, args.resize, normalization)
+        source = open_folder(args.input, num_classes, args.center_crop, args.resize, normalization, args.letterbox)
         return source, list(source.images), Path(str(Path(args.input).resolve()) + "_pred")
-    source = open_source(args.root_path, num_classes, args.center_crop, args.resize, normalization)
+    source = open_source(args.root_path, num_classes, args.center_crop, args.resize, normalization, args.letterbox)
     ids = source.list_ids(args.split)
     if not ids:
         raise DataError(f"{args.root_path}: --split {args.split} lists no case")
@@ -83,7 +83,7 @@ def predict(args: argparse.Namespace) -> Path:
     checkpoint = Path(args.checkpoint)
     check_device(args.device)  # before anything is read or written
     args.precision = resolve_precision(getattr(args, "precision", "fp32"), args.device)
-    fill_from_training(args, checkpoint, ("patch_size", "center_crop", "resize", "normalization"))
+    fill_from_training(args, checkpoint, ("patch_size", "center_crop", "resize", "normalization", "letterbox"))
     if torch.device(args.device).type == "cpu":
         reuse_freed_memory()
     net, num_classes = load_network(checkpoint, args.device, has_dropout=args.mc_passes > 0)
@@ -135,7 +135,7 @@ def predict(args: argparse.Namespace) -> Path:
         "class_names": class_names,
         "sizes": sizes_file.name,
         "blend": resolve_blend(args.blend, net.dimensions),
-        **{k: getattr(args, k) for k in ("patch_size", "center_crop", "resize", "normalization")},
+        **{k: getattr(args, k) for k in ("patch_size", "center_crop", "resize", "letterbox", "normalization")},
         **{k: getattr(args, k) for k in ("postprocess", "mc_passes", "stride_xy", "stride_z")},
     }
     (out / "predict.json").write_text(json.dumps(settings, indent=1) + "\n")

@@ -31,7 +31,8 @@ from utils.threads import add_threads_flag
 # Which grid metrics.csv is computed on, as test.json states it.
 METRICS_GRID = (
     "each case's original grid: volumes as stored; 2D frames at their own size (class probabilities resized back "
-    "bilinearly from --resize, background outside --center_crop, then argmax; the mask as stored); distances in "
+    "bilinearly from --resize or --letterbox, its padding cut off, background outside --center_crop, then argmax; "
+    "the mask as stored); distances in "
     "voxels (pixels) of that grid"
 )
 
@@ -191,9 +192,10 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
     if torch.device(args.device).type == "cpu":
         reuse_freed_memory()
     net, num_classes = load_network(checkpoint, args.device)
-    fill_from_training(args, checkpoint, ("patch_size", "center_crop", "resize", "normalization"))
+    fill_from_training(args, checkpoint, ("patch_size", "center_crop", "resize", "normalization", "letterbox"))
     args.patch_size = resolve_patch_size(args.patch_size, net.dimensions)
-    source = open_source(args.root_path, num_classes, args.center_crop, args.resize, args.normalization or "zscore")
+    normalization = args.normalization or "zscore"
+    source = open_source(args.root_path, num_classes, args.center_crop, args.resize, normalization, args.letterbox)
     patch_fits = len(args.patch_size) == net.dimensions
     if not patch_fits and not args.whole_volume:  # the whole-volume pass uses no patch
         raise DataError(
@@ -242,7 +244,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
     write_csv(out / "metrics.csv", ids, rows, means, columns)
     wall_s = time.perf_counter() - started
     names = ("iteration", "split", "patch_size", "stride_xy", "stride_z", "whole_volume", "blend", "center_crop",
-             "resize", "precision", "postprocess")  # fmt: skip
+             "resize", "letterbox", "precision", "postprocess")  # fmt: skip
     settings = {k: vars(args)[k] for k in names}
     info = settings | {"num_classes": num_classes, "cases": len(ids), "wall_s": round(wall_s, 1)}
     info["metrics_grid"] = METRICS_GRID

@@ -17,7 +17,7 @@ from test_end_to_end import run
 import evaluation.testing as testing
 from dataloaders.sources import ImageFolderSource
 from dataloaders.synthetic import make_synthetic_nifti
-from dataloaders.synthetic_echo import make_synthetic_echo
+from dataloaders.synthetic_echo import echo_frame, make_synthetic_echo
 from evaluation.metrics import case_metrics
 from networks.vnet import VNet
 
@@ -207,3 +207,38 @@ def test_a_2d_run_saved_with_joint_batchnorm_does_not_resume_as_split(tmp_path):
     assert result.returncode == 0, result.stderr
     result = run("train_uamt_unlabel.py", *common, "--max_iterations", "2", "--resume", "auto", cwd=tmp_path)
     assert result.returncode == 2 and "saved with --student_batchnorm joint" in result.stderr
+
+
+def test_letterboxed_frames_of_different_sizes_train_test_and_come_back_at_their_own_size(tmp_path):
+    # Six frames of six sizes and shapes (wide, tall, square): 4 to train (3 with masks, one of them empty, as a
+    # normal BUSI frame), 2 to test; --letterbox 64 puts each in a 64 x 64 square, aspect kept.
+    shapes = {"a": (60, 90), "b": (90, 60), "c": (72, 72), "d": (50, 100), "t1": (66, 99), "t2": (80, 56)}
+    root = tmp_path / "frames"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(3)
+    for case_id, shape in shapes.items():
+        frame, mask = echo_frame(shape, rng)
+        Image.fromarray(frame).save(root / "images" / f"{case_id}.png")
+        if case_id != "d":
+            Image.fromarray((mask if case_id != "c" else 0 * mask) * 255).save(root / "masks" / f"{case_id}.png")
+    (root / "train.list").write_text("a\nb\nc\nd\n")
+    (root / "test.list").write_text("t1\nt2\n")
+    model = tmp_path / "model"
+    result = run("train_uamt_unlabel.py", "--root_path", root, "--model_dir", model, "--exp", "lb", "--letterbox",
+                 "64", "--patch_size", "48", "48", "--labelnum", "3", "--threads", "1", *FAST,
+                 cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    info = json.loads((model / "lb" / "run.json").read_text())
+    assert info["args"]["letterbox"] == 64 and info["args"]["resize"] is None
+    result = run("test_LA.py", "--root_path", root, "--model_dir", model, "--model", "lb", "--iteration", "3",
+                 "--stride_xy", "16", "--device", "cpu", "--threads", "1", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    out = model / "lb" / "test_iter_3"
+    assert [r["case"] for r in metrics(out / "metrics.csv")] == ["t1", "t2", "mean"]
+    assert json.loads((out / "test.json").read_text())["letterbox"] == 64  # the run's, from its run.json
+    for case_id in ("t1", "t2"):
+        prediction = np.asarray(Image.open(out / f"{case_id}_pred.png"))
+        truth = np.asarray(Image.open(out / f"{case_id}_gt.png"))
+        assert prediction.shape == truth.shape == shapes[case_id]  # back on the frame's own grid
+        np.testing.assert_array_equal(truth, np.asarray(Image.open(root / "masks" / f"{case_id}.png")))

@@ -59,12 +59,13 @@ STATE_FILE = "state_latest.pth"  # the full training state, for --resume
 
 
 RESUME_MUST_MATCH = ("root_path", "labelnum", "batch_size", "labeled_bs", "patch_size", "seed", "num_classes",
-                     "labeled_list", "center_crop", "resize", "normalization", "augment", "net", "dice")  # fmt: skip
+                     "labeled_list", "center_crop", "resize", "normalization", "augment", "net", "dice",
+                     "letterbox")  # fmt: skip
 
 
 # Flags added after states were first saved: an older state ran with these values.
 RESUME_DEFAULTS = {"num_classes": 2, "labeled_list": "", "center_crop": None, "resize": None, "normalization": "zscore",
-                   "augment": "rot_flip", "net": "vnet", "dice": "vnet"}  # fmt: skip
+                   "augment": "rot_flip", "net": "vnet", "dice": "vnet", "letterbox": None}  # fmt: skip
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -190,7 +191,9 @@ def resolve_configuration(args: argparse.Namespace, method_class: type[Method], 
     patch (the network's dimensionality follows the data's), the augmentation, --precision; then the checks."""
     if not method_class.semi_supervised:
         args.labeled_bs = args.batch_size  # a supervised batch is all labelled
-    source = open_source(args.root_path, args.num_classes, args.center_crop, args.resize, args.normalization)
+    source = open_source(
+        args.root_path, args.num_classes, args.center_crop, args.resize, args.normalization, args.letterbox
+    )
     args.patch_size = resolve_patch_size(args.patch_size, source.dimensions)
     check_args(args, method_class)
     if getattr(args, "augment", None) is None:
