@@ -88,6 +88,26 @@ def test_echo_frames_train_test_predict(tmp_path):
         assert np.corrcoef(overlay[:80, :100, 0].ravel(), frame.ravel())[0, 1] > 0.9  # the frame itself, not squashed
     # The deterministic prediction is the test's.
     np.testing.assert_array_equal(np.asarray(Image.open(predicted / "frame_008_pred.png")), prediction)
+    # frames.csv (binary 2D): each row recounted from the written prediction and uncertainty map.
+    frames = metrics(predicted / "frames.csv")
+    assert [r["case"] for r in frames] == ["frame_008", "frame_009"]
+    for row in frames:
+        lesion = np.asarray(Image.open(predicted / f"{row['case']}_pred.png")) == 255
+        uncertainty = np.asarray(Image.open(predicted / f"{row['case']}_uncertainty.tif"))
+        assert row["lesion_present"] == ("yes" if lesion.any() else "no")
+        assert int(row["area_px"]) == lesion.sum() and row["area_mm2"] == ""  # PNG: no spacing
+        assert int(row["lesions"]) == ndimage.label(lesion, structure=np.ones((3, 3)))[1]
+        mean = row["mean_uncertainty_in_lesion"]
+        assert (mean == "") if not lesion.any() else float(mean) == pytest.approx(uncertainty[lesion].mean(), abs=1e-6)
+    # --min_lesion above any frame's size: every frame counts as clean, and its written prediction is empty.
+    result = run("predict.py", "--checkpoint", model / "echo" / "iter_3.pth", "--input", images, "--mc_passes", "0",
+                 "--overlays", "0", "--min_lesion", str(80 * 100 + 1), "--out", tmp_path / "clean", "--stride_xy",
+                 "16", "--device", "cpu", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    frames = metrics(tmp_path / "clean" / "frames.csv")
+    summary = [(r["lesion_present"], r["area_px"], r["mean_uncertainty_in_lesion"]) for r in frames]
+    assert summary == [("no", "0", "")] * 2
+    assert not np.asarray(Image.open(tmp_path / "clean" / "frame_008_pred.png")).any()
 
 
 def test_2d_metrics_are_computed_on_each_frames_original_grid(tmp_path, monkeypatch):
