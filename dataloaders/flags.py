@@ -17,8 +17,8 @@ def resolve_patch_size(patch_size: list[int] | None, dimensions: int) -> list[in
 
 
 def add_data_flags(p: argparse.ArgumentParser, from_run: bool) -> None:
-    """--patch_size, --normalization, --center_crop, --resize: how cases are cut and scaled. With `from_run` (test,
-    predict) unset values are the trained run's, from its run.json."""
+    """--patch_size, --normalization, --center_crop, --resize, --letterbox: how cases are cut and scaled. With
+    `from_run` (test, predict) unset values are the trained run's, from its run.json."""
     run = "; default: the run's (run.json)" if from_run else ""
     p.add_argument(
         "--patch_size",
@@ -40,6 +40,15 @@ def add_data_flags(p: argparse.ArgumentParser, from_run: bool) -> None:
     p.add_argument("--center_crop", type=int, nargs=2, default=None, metavar=("ROWS", "COLS"), help="2D images" + run)
     p.add_argument(
         "--resize", type=int, nargs=2, default=None, metavar=("ROWS", "COLS"), help="2D, after --center_crop" + run
+    )
+    p.add_argument(
+        "--letterbox",
+        type=int,
+        default=None,
+        metavar="SIDE",
+        help="2D, after --center_crop, instead of --resize: scale each frame so that its longest side is SIDE (aspect "
+        "kept; the mask by nearest neighbour) and pad it with black to SIDE x SIDE; predictions are mapped back to "
+        "each frame's own grid" + run,
     )
 
 

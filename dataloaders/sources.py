@@ -340,8 +340,13 @@ def dicom_pixel_spacing(path: Path) -> tuple[float, float] | None:
 
 class ImageFolderSource(Source):
     """2D images: images/<ID>.<png|jpg|tif|bmp|dcm> and, for labelled cases, masks/<ID>.<png|tif|bmp> of class
-    indices (or 0/255). `center_crop` (rows, columns) then `resize` (rows, columns) are applied to both (the mask by
-    nearest neighbour) and undone when predictions are written."""
+    indices (or 0/255). `center_crop` (rows, columns) then `resize` (rows, columns) or `letterbox` (a side) are
+    applied to both (the mask by nearest neighbour) and undone when predictions are written.
+
+    `letterbox` SIDE keeps the aspect ratio: the (cropped) frame is scaled so that its longest side is SIDE, then
+    centred in a SIDE x SIDE square. The padding is the frame's raw 0 (black, like an ultrasound frame's own
+    background outside its sector) normalised with the frame's statistics, which the padding does not change; the
+    mask is padded with background."""
 
     dimensions = 2
     name = "2D images"
@@ -353,10 +358,14 @@ class ImageFolderSource(Source):
         center_crop: Sequence[int] | None = None,
         resize: Sequence[int] | None = None,
         images_folder: str | Path | None = None,
+        letterbox: int | None = None,
     ):
         super().__init__(root, num_classes)
         self.center_crop = tuple(center_crop) if center_crop else None
         self.resize = tuple(resize) if resize else None
+        self.letterbox = letterbox or None
+        if self.resize and self.letterbox:
+            raise DataError("--resize and --letterbox both scale the frame: give one of them")
         images = Path(images_folder) if images_folder is not None else self.root / "images"
         self.images = {p.stem: p for p in sorted(images.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
         self._frame_shapes: dict[str, tuple[int, int]] = {}
@@ -400,18 +409,37 @@ class ImageFolderSource(Source):
         starts = [max((s - c) // 2, 0) for s, c in zip(shape, self.center_crop)]
         return tuple(slice(a, a + min(c, s)) for a, c, s in zip(starts, self.center_crop, shape))
 
+    def letterbox_box(self, crop_shape: tuple[int, int]) -> tuple[slice, slice]:
+        """Where a crop of `crop_shape` lies in the --letterbox square once scaled: longest side SIDE, the other
+        rounded (at least 1 pixel), centred (an odd remainder of padding goes to the bottom / right)."""
+        side = self.letterbox
+        scaled = [min(side, max(1, round(s * side / max(crop_shape)))) for s in crop_shape]
+        return tuple(slice((side - s) // 2, (side - s) // 2 + s) for s in scaled)
+
     def _geometry(self, picture: np.ndarray, nearest: bool) -> np.ndarray:
+        """Crop, then resize (or scale for the letterbox, before its padding: `_pad`)."""
         picture = picture[self._crop_box(picture.shape)]
-        if self.resize is not None and picture.shape != self.resize:
+        size = self.resize
+        if self.letterbox:
+            size = tuple(b.stop - b.start for b in self.letterbox_box(picture.shape))
+        if size is not None and picture.shape != size:
             resample = Image.Resampling.NEAREST if nearest else Image.Resampling.BILINEAR
             mode_array = picture.astype(np.uint8 if nearest else np.float32)
-            picture = np.asarray(Image.fromarray(mode_array).resize(self.resize[::-1], resample))
+            picture = np.asarray(Image.fromarray(mode_array).resize(size[::-1], resample))
         return picture
+
+    def _pad(self, picture: np.ndarray, fill: float) -> np.ndarray:
+        """The scaled frame centred in the --letterbox square, `fill` around it (unchanged without --letterbox)."""
+        if not self.letterbox:
+            return picture
+        square = np.full((self.letterbox, self.letterbox), fill, dtype=picture.dtype)
+        square[self.letterbox_box(picture.shape)] = picture
+        return square
 
     @property
     def reshapes(self) -> bool:
-        """Whether frames are cropped or resized for the network (else its grid is the frame's)."""
-        return self.center_crop is not None or self.resize is not None
+        """Whether frames are cropped, resized or letterboxed for the network (else its grid is the frame's)."""
+        return self.center_crop is not None or self.resize is not None or self.letterbox is not None
 
     def frame_shape(self, case_id: str) -> tuple[int, int]:
         """The (rows, columns) of the frame as stored."""
@@ -437,8 +465,11 @@ class ImageFolderSource(Source):
         image = _read_picture(path).astype(np.float32)
         self._frame_shapes[case_id] = image.shape
         mask = self._mask(case_id, image.shape)
-        label = None if mask is None else self._geometry(mask, nearest=True)
-        return normalize(self._geometry(image, nearest=False), path, self.normalization), label
+        label = None if mask is None else self._pad(self._geometry(mask, nearest=True), 0)
+        scaled = self._geometry(image, nearest=False)
+        normalized = normalize(scaled, path, self.normalization)  # the frame's statistics, without the padding
+        black = 0.0 if self.normalization == "none" else -float(scaled.mean()) / float(scaled.std())
+        return self._pad(normalized, black), label
 
     def pixel_spacing(self, case_id: str) -> tuple[float, float] | None:
         """The stored frame's spacing (DICOM only; PNG, JPEG, TIFF and BMP carry none we trust: their dpi tags are
@@ -471,10 +502,12 @@ class ImageFolderSource(Source):
         return torch.from_numpy(restored).to(probability.device)
 
     def restore_geometry(self, array: np.ndarray, original_shape: tuple[int, int]) -> np.ndarray:
-        """Undo `resize` (nearest neighbour for uint8 label maps, bilinear otherwise) and `center_crop` (zeros
-        outside the crop) of a map."""
+        """Undo `letterbox` (its padding cut off) or `resize` (nearest neighbour for uint8 label maps, bilinear
+        otherwise) and `center_crop` (zeros outside the crop) of a map."""
         box = self._crop_box(original_shape)
         crop_shape = tuple(b.stop - b.start for b in box)
+        if self.letterbox:
+            array = array[self.letterbox_box(crop_shape)]
         if array.shape != crop_shape:
             resample = Image.Resampling.NEAREST if array.dtype == np.uint8 else Image.Resampling.BILINEAR
             mode_array = array if array.dtype == np.uint8 else array.astype(np.float32)
@@ -507,6 +540,7 @@ def open_folder(
     center_crop: Sequence[int] | None = None,
     resize: Sequence[int] | None = None,
     normalization: str = "zscore",
+    letterbox: int | None = None,
 ) -> Source:
     """New cases lying in `folder` itself (no labels): NIfTI volumes if it holds any, else 2D images."""
     folder = Path(folder)
@@ -515,12 +549,12 @@ def open_folder(
     if any(folder.glob(f"*{NIFTI_SUFFIX}")):
         source: Source = NiftiSource.of_folder(folder, num_classes)
     else:
-        source = ImageFolderSource(folder, num_classes, center_crop, resize, images_folder=folder)
+        source = ImageFolderSource(folder, num_classes, center_crop, resize, images_folder=folder, letterbox=letterbox)
     if not source.images:
         lists = sorted(p.name for p in folder.glob("*.list"))
         hint = f"; it holds {', '.join(lists)}: for a dataset pass --root_path {folder} --split test" if lists else ""
         raise DataError(f"{folder}: no .nii.gz volume nor image ({', '.join(IMAGE_SUFFIXES)}) found{hint}")
-    return _configured(source, center_crop, resize, normalization)
+    return _configured(source, center_crop, resize, normalization, letterbox)
 
 
 def open_source(
@@ -529,24 +563,34 @@ def open_source(
     center_crop: Sequence[int] | None = None,
     resize: Sequence[int] | None = None,
     normalization: str = "zscore",
+    letterbox: int | None = None,
 ) -> Source:
     """The source whose layout `root` has: imagesTr/ → NIfTI, images/ → 2D images, otherwise the LA h5 layout."""
     root = Path(root)
     if (root / "imagesTr").is_dir() or (root / "imagesTs").is_dir():
         source: Source = NiftiSource(root, num_classes)
     elif (root / "images").is_dir():
-        source = ImageFolderSource(root, num_classes, center_crop, resize)
+        source = ImageFolderSource(root, num_classes, center_crop, resize, letterbox=letterbox)
     else:
         source = LASource(root, num_classes)
-    return _configured(source, center_crop, resize, normalization)
+    return _configured(source, center_crop, resize, normalization, letterbox)
 
 
 def _configured(
-    source: Source, center_crop: Sequence[int] | None, resize: Sequence[int] | None, normalization: str
+    source: Source,
+    center_crop: Sequence[int] | None,
+    resize: Sequence[int] | None,
+    normalization: str,
+    letterbox: int | None = None,
 ) -> Source:
-    """The options every source takes, checked: crop and resize for 2D images only, a known normalisation."""
-    if (center_crop or resize) and source.dimensions != 2:
-        raise DataError(f"--center_crop and --resize apply to 2D images; {source.root} holds {source.name} volumes")
+    """The options every source takes, checked: crop, resize and letterbox for 2D images only, a positive letterbox
+    side, a known normalisation."""
+    if (center_crop or resize or letterbox) and source.dimensions != 2:
+        raise DataError(
+            f"--center_crop, --resize and --letterbox apply to 2D images; {source.root} holds {source.name} volumes"
+        )
+    if letterbox is not None and letterbox <= 0:
+        raise DataError(f"--letterbox {letterbox}: give the square's side in pixels (e.g. 256)")
     if normalization not in NORMALIZATIONS:
         raise DataError(f"--normalization {normalization}: choose one of {', '.join(NORMALIZATIONS)}")
     source.normalization = normalization

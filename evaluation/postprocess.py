@@ -1,5 +1,4 @@
-"""Post-processing of a predicted label map (`--postprocess` of test_LA.py and predict.py), and the largest-component
-filter BCP applies to its teacher's pseudo-labels."""
+"""Post-processing of a predicted label map: `--postprocess` and `--min_lesion` of test_LA.py and predict.py."""
 
 from __future__ import annotations
 
@@ -34,4 +33,24 @@ def add_postprocess_flag(p: argparse.ArgumentParser, note: str = "") -> None:
         help="what is done to the predicted label map before it is scored and written: none (the papers' protocol), "
         "lcc (keep the largest connected component of each foreground structure, full connectivity; removes stray "
         "blobs far from the structure)" + note,
+    )
+
+
+def apply_min_lesion(prediction: np.ndarray, min_lesion: int) -> np.ndarray:
+    """`prediction` with every foreground pixel cleared when it has fewer than `min_lesion` of them: a frame-level
+    call that the frame holds no lesion (for data where many frames hold none; 1, the default, keeps any)."""
+    if np.count_nonzero(prediction) < min_lesion:
+        return np.zeros_like(prediction)
+    return prediction
+
+
+def add_min_lesion_flag(p: argparse.ArgumentParser, note: str = "") -> None:
+    """--min_lesion PIXELS (default 1: any predicted pixel is a lesion); `note` ends its help."""
+    p.add_argument(
+        "--min_lesion",
+        type=int,
+        default=1,
+        metavar="PIXELS",
+        help="a frame whose prediction has fewer foreground pixels than this (after --postprocess) counts as holding "
+        "no lesion: its prediction is emptied; default 1 (any pixel counts)" + note,
     )

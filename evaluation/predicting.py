@@ -16,8 +16,15 @@ from tqdm import tqdm
 
 from dataloaders.flags import add_data_flags, check_dimensions, resolve_patch_size
 from dataloaders.sources import Source, open_folder, open_source
-from evaluation.postprocess import add_postprocess_flag, postprocess
-from evaluation.prediction import default_class_names, mc_dropout_entropy, overlay_panel, structure_sizes
+from evaluation.postprocess import add_min_lesion_flag, add_postprocess_flag, apply_min_lesion, postprocess
+from evaluation.prediction import (
+    FRAME_COLUMNS,
+    default_class_names,
+    frame_summary,
+    mc_dropout_entropy,
+    overlay_panel,
+    structure_sizes,
+)
 from evaluation.testing import add_blend_flag, fill_from_training, load_network, resolve_blend
 from evaluation.windows import sliding_window_probability
 from utils.cli import DEVICE_HELP, Parser, check_device, default_device, run_guarded
@@ -48,6 +55,7 @@ def predicting_parser() -> argparse.ArgumentParser:
     p.add_argument("--windows_per_batch", type=int, default=4, help="sliding windows per forward pass")
     add_blend_flag(p)
     add_postprocess_flag(p, "; the uncertainty map is not changed")
+    add_min_lesion_flag(p, "; frames.csv (binary 2D data) counts such a frame as lesion_present no")
     p.add_argument("--mc_passes", type=int, default=8, help="T dropout passes for the uncertainty map; 0: none")
     p.add_argument("--overlays", type=int, default=1, choices=[0, 1], help="1: write <ID>_overlay.png")
     p.add_argument(
@@ -69,9 +77,9 @@ def open_cases(args: argparse.Namespace, num_classes: int) -> tuple[Source, list
     dataset at --root_path (its labels, if any, unused)."""
     normalization = args.normalization or "zscore"
     if args.input:
-        source = open_folder(args.input, num_classes, args.center_crop, args.resize, normalization)
+        source = open_folder(args.input, num_classes, args.center_crop, args.resize, normalization, args.letterbox)
         return source, list(source.images), Path(str(Path(args.input).resolve()) + "_pred")
-    source = open_source(args.root_path, num_classes, args.center_crop, args.resize, normalization)
+    source = open_source(args.root_path, num_classes, args.center_crop, args.resize, normalization, args.letterbox)
     ids = source.list_ids(args.split)
     if not ids:
         raise DataError(f"{args.root_path}: --split {args.split} lists no case")
@@ -83,7 +91,7 @@ def predict(args: argparse.Namespace) -> Path:
     checkpoint = Path(args.checkpoint)
     check_device(args.device)  # before anything is read or written
     args.precision = resolve_precision(getattr(args, "precision", "fp32"), args.device)
-    fill_from_training(args, checkpoint, ("patch_size", "center_crop", "resize", "normalization"))
+    fill_from_training(args, checkpoint, ("patch_size", "center_crop", "resize", "normalization", "letterbox"))
     if torch.device(args.device).type == "cpu":
         reuse_freed_memory()
     net, num_classes = load_network(checkpoint, args.device, has_dropout=args.mc_passes > 0)
@@ -108,13 +116,15 @@ def predict(args: argparse.Namespace) -> Path:
         blend=resolve_blend(args.blend, net.dimensions),
     )  # fmt: skip
 
-    sizes = []
+    sizes, frames = [], []
+    per_frame = source.dimensions == 2 and num_classes == 2  # frames.csv: lesion or not, for binary 2D data
     for case_id in tqdm(ids, ncols=90, desc="predict"):
         image, _ = source.read(case_id)
         # Everything written is on the case's own grid (a 2D frame at its size), as test_LA.py computes it.
         with autocast(args.precision, args.device):  # bf16: the forwards only; the windows' softmax is float32
             frame_probability = source.probability_to_original(case_id, probability(net, image))
             prediction = postprocess(frame_probability.argmax(0).cpu().numpy().astype(np.uint8), args.postprocess)
+            prediction = apply_min_lesion(prediction, args.min_lesion)
             outputs = {"pred": prediction}
             if args.mc_passes:
                 uncertainty = mc_dropout_entropy(net, image, args.mc_passes, probability).astype(np.float32)
@@ -123,11 +133,15 @@ def predict(args: argparse.Namespace) -> Path:
         # Counted on the written map, i.e. on the stored frame's grid, whose spacing the file gives (not --resize's).
         spacing = source.pixel_spacing(case_id)
         sizes.append((case_id, spacing, *structure_sizes(prediction, num_classes, spacing)))
+        if per_frame:
+            frames.append(frame_summary(case_id, prediction, outputs.get("uncertainty"), spacing))
         if args.overlays:
             frame = source.original_image(case_id, image)
             panel = overlay_panel(frame, prediction, outputs.get("uncertainty"), math.log(num_classes), class_names)
             panel.save(out / f"{case_id}_overlay.png")
     sizes_file = write_sizes(out, sizes, class_names, source.dimensions)
+    if per_frame:
+        write_frames(out / "frames.csv", frames)
     settings = {
         "checkpoint": str(checkpoint.resolve()),
         "cases": args.input or f"{args.root_path} ({args.split})",
@@ -135,8 +149,8 @@ def predict(args: argparse.Namespace) -> Path:
         "class_names": class_names,
         "sizes": sizes_file.name,
         "blend": resolve_blend(args.blend, net.dimensions),
-        **{k: getattr(args, k) for k in ("patch_size", "center_crop", "resize", "normalization")},
-        **{k: getattr(args, k) for k in ("postprocess", "mc_passes", "stride_xy", "stride_z")},
+        **{k: getattr(args, k) for k in ("patch_size", "center_crop", "resize", "letterbox", "normalization")},
+        **{k: getattr(args, k) for k in ("postprocess", "min_lesion", "mc_passes", "stride_xy", "stride_z")},
     }
     (out / "predict.json").write_text(json.dumps(settings, indent=1) + "\n")
     print(
@@ -178,6 +192,14 @@ def write_sizes(
             row.append("" if spacing is None else " x ".join(f"{s:g}" for s in spacing))
             writer.writerow(row)
     return path
+
+
+def write_frames(path: Path, frames: list[dict[str, object]]) -> None:
+    """frames.csv: one row per frame (evaluation/prediction.py frame_summary)."""
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FRAME_COLUMNS)
+        writer.writeheader()
+        writer.writerows(frames)
 
 
 def run_predicting() -> None:

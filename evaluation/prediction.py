@@ -144,3 +144,22 @@ def structure_sizes(
         return pixels, None
     unit = float(np.prod([float(s) for s in spacing]))
     return pixels, [n * unit for n in pixels]
+
+
+# frames.csv's columns (predict.py, binary 2D data): one row per frame.
+FRAME_COLUMNS = ("case", "lesion_present", "lesions", "area_px", "area_mm2", "mean_uncertainty_in_lesion")
+
+
+def frame_summary(
+    case_id: str, prediction: np.ndarray, uncertainty: np.ndarray | None, spacing: Sequence[float] | None
+) -> dict[str, object]:
+    """One frames.csv row of a binary 2D prediction on the frame's own grid: whether it holds a lesion, its
+    8-connected components, its area in pixels and, when the frame's `spacing` (mm per row, per column) is known, in
+    mm² (else ""); the mean of the uncertainty map over the predicted lesion ("" without a lesion or a map)."""
+    lesion = prediction > 0
+    area = int(np.count_nonzero(lesion))
+    _, components = ndimage.label(lesion, structure=np.ones((3, 3), dtype=bool))
+    mm2 = "" if spacing is None else round(area * float(spacing[0]) * float(spacing[1]), 6)
+    mean_u = "" if uncertainty is None or not area else round(float(uncertainty[lesion].mean()), 6)
+    return {"case": case_id, "lesion_present": "yes" if area else "no", "lesions": int(components),
+            "area_px": area, "area_mm2": mm2, "mean_uncertainty_in_lesion": mean_u}  # fmt: skip

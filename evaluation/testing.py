@@ -25,7 +25,7 @@ from evaluation.lesions import (
     lesion_counts,
 )
 from evaluation.metrics import METRICS, class_metrics, metric_columns, summarize
-from evaluation.postprocess import add_postprocess_flag, postprocess
+from evaluation.postprocess import add_min_lesion_flag, add_postprocess_flag, apply_min_lesion, postprocess
 from evaluation.windows import BLENDS, sliding_window_probability, whole_volume_probability
 from networks import DEFAULT_NET, build_network
 from utils.checkpoint import load_checkpoint, saved_iterations
@@ -38,7 +38,8 @@ from utils.threads import add_threads_flag
 # Which grid metrics.csv is computed on, as test.json states it.
 METRICS_GRID = (
     "each case's original grid: volumes as stored; 2D frames at their own size (class probabilities resized back "
-    "bilinearly from --resize, background outside --center_crop, then argmax; the mask as stored); distances in "
+    "bilinearly from --resize or --letterbox, its padding cut off, background outside --center_crop, then argmax; "
+    "the mask as stored); distances in "
     "voxels (pixels) of that grid"
 )
 
@@ -50,13 +51,17 @@ POSTPROCESS_TEXT = {
 }
 
 
-def test_folder(split: str, iteration: int, whole_volume: bool = False, postprocessing: str = "none") -> str:
-    """The folder of a test under the run: <split>_iter_<N>, with _whole for the whole-volume pass and _lcc for the
-    largest-component post-processing, so that a post-processed test never replaces the plain one."""
+def test_folder(
+    split: str, iteration: int, whole_volume: bool = False, postprocessing: str = "none", min_lesion: int = 1
+) -> str:
+    """The folder of a test under the run: <split>_iter_<N>, with _whole for the whole-volume pass, _lcc for the
+    largest-component post-processing and _min<P> for --min_lesion P > 1, so that a post-processed test never
+    replaces the plain one."""
     return (
         f"{split}_iter_{iteration}"
         + ("_whole" if whole_volume else "")
         + ("" if postprocessing == "none" else f"_{postprocessing}")
+        + ("" if min_lesion == 1 else f"_min{min_lesion}")
     )
 
 
@@ -73,13 +78,7 @@ def testing_parser() -> argparse.ArgumentParser:
     p.add_argument("--windows_per_batch", type=int, default=4, help="sliding windows per forward pass")
     add_blend_flag(p)
     add_postprocess_flag(p, "; lcc writes <split>_iter_<N>_lcc/ beside the plain test")
-    p.add_argument(
-        "--min_lesion",
-        type=int,
-        default=1,
-        help="2 classes: a frame is called positive (a lesion found) when its prediction, post-processed, has at "
-        "least this many pixels (voxels); decides metrics.csv's prediction_empty and the lesion counts, not Dice",
-    )
+    add_min_lesion_flag(p, "; 2 classes, after --postprocess: scored as predicted, into <split>_iter_<N>_min<P>/")
     p.add_argument(
         "--whole_volume",
         type=int,
@@ -207,9 +206,10 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
     if torch.device(args.device).type == "cpu":
         reuse_freed_memory()
     net, num_classes = load_network(checkpoint, args.device)
-    fill_from_training(args, checkpoint, ("patch_size", "center_crop", "resize", "normalization"))
+    fill_from_training(args, checkpoint, ("patch_size", "center_crop", "resize", "normalization", "letterbox"))
     args.patch_size = resolve_patch_size(args.patch_size, net.dimensions)
-    source = open_source(args.root_path, num_classes, args.center_crop, args.resize, args.normalization or "zscore")
+    normalization = args.normalization or "zscore"
+    source = open_source(args.root_path, num_classes, args.center_crop, args.resize, normalization, args.letterbox)
     patch_fits = len(args.patch_size) == net.dimensions
     if not patch_fits and not args.whole_volume:  # the whole-volume pass uses no patch
         raise DataError(
@@ -229,7 +229,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
         )
     # Binary data also gets the frame's detection columns (evaluation/lesions.py).
     columns = metric_columns(num_classes) + (DETECTION_COLUMNS if num_classes == 2 else ())
-    out = run / test_folder(args.split, args.iteration, bool(args.whole_volume), args.postprocess)
+    out = run / test_folder(args.split, args.iteration, bool(args.whole_volume), args.postprocess, args.min_lesion)
     out.mkdir(parents=True, exist_ok=True)
     args.blend = resolve_blend(args.blend, net.dimensions)
 
@@ -248,10 +248,12 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
         # probabilities resized back (bilinear, then argmax) and is compared with its mask as drawn, at its size.
         probability = source.probability_to_original(case_id, probability)
         prediction = postprocess(probability.argmax(0).cpu().numpy().astype(np.uint8), args.postprocess)
+        if num_classes == 2:  # a frame called negative predicts no lesion, as predict.py writes it
+            prediction = apply_min_lesion(prediction, args.min_lesion)
         label = source.original_label(case_id, label)
         rows.append(class_metrics(prediction, label, num_classes))
         if num_classes == 2:
-            rows[-1] |= lesion_counts(prediction, label, args.min_lesion)
+            rows[-1] |= lesion_counts(prediction, label)
         tqdm.write(f"{case_id}: " + ", ".join(f"{m} {rows[-1][m]:.4f}" for m in METRICS))
         if args.save_nifti:  # in the input's format: NIfTI for volumes, PNG (TIFF for the image) for 2D
             arrays = {"pred": prediction, "img": source.original_image(case_id, image), "gt": label}
@@ -261,7 +263,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
     write_csv(out / "metrics.csv", ids, rows, means, columns)
     wall_s = time.perf_counter() - started
     names = ("iteration", "split", "patch_size", "stride_xy", "stride_z", "whole_volume", "blend", "center_crop",
-             "resize", "precision", "postprocess")  # fmt: skip
+             "resize", "letterbox", "precision", "postprocess")  # fmt: skip
     settings = {k: vars(args)[k] for k in names}
     info = settings | {"num_classes": num_classes, "cases": len(ids), "wall_s": round(wall_s, 1)}
     info["metrics_grid"] = METRICS_GRID

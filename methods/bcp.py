@@ -123,6 +123,8 @@ class BCP(Method):
             )
         if not 0 < args.pre_iterations < args.max_iterations:
             raise DataError(f"--pre_iterations {args.pre_iterations} must be in 1..--max_iterations - 1")
+        if getattr(args, "dice", "vnet") != "vnet":  # BCP's losses are the release's mask Dice, not supervised_loss
+            raise DataError(f"--dice {args.dice}: BCP trains with its release's mask Dice; leave --dice vnet")
 
     def learning_rate(self, iteration: int) -> float:
         """Stage 1 at --base_lr throughout (the release); stage 2 restarts the step schedule."""

@@ -42,8 +42,8 @@ class CPS(Method):
     ) -> StepOutput:
         a = self.args
         logits_a, logits_b = nets["net_a"](images), nets["net_b"](images)
-        loss_s_a, parts_a = supervised_loss(logits_a[labeled], labels[labeled])
-        loss_s_b, _ = supervised_loss(logits_b[labeled], labels[labeled])
+        loss_s_a, parts_a = supervised_loss(logits_a[labeled], labels[labeled], a.dice)
+        loss_s_b, _ = supervised_loss(logits_b[labeled], labels[labeled], a.dice)
         pseudo_a, pseudo_b = logits_a.detach().argmax(1), logits_b.detach().argmax(1)  # targets carry no gradient
         loss_cps = F.cross_entropy(logits_a, pseudo_b) + F.cross_entropy(logits_b, pseudo_a)
         weight = ramps.consistency_weight(iteration, a.consistency, a.consistency_rampup, a.rampup_epoch_iters)

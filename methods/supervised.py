@@ -18,7 +18,7 @@ class Supervised(Method):
         self, nets: dict[str, Forward], images: torch.Tensor, labels: torch.Tensor, labeled: slice, iteration: int
     ) -> StepOutput:
         logits = nets["student"](images)
-        loss, parts = supervised_loss(logits[labeled], labels[labeled])  # L_s = (CE + Dice) / 2
+        loss, parts = supervised_loss(logits[labeled], labels[labeled], self.args.dice)  # L_s = (CE + Dice) / 2
         scalars = {
             "loss/loss_seg": parts["loss_seg"],
             "loss/loss_seg_dice": parts["loss_seg_dice"],

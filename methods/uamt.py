@@ -123,7 +123,7 @@ class UAMT(Method):
             logits = torch.cat([model(images[labeled]), model(images[labeled.stop :])])
         else:
             logits = model(images)
-        loss_s, parts = supervised_loss(logits[labeled], labels[labeled])  # L_s on the labelled items
+        loss_s, parts = supervised_loss(logits[labeled], labels[labeled], a.dice)  # L_s on the labelled items
         weight = ramps.consistency_weight(iteration, a.consistency, a.consistency_rampup, a.rampup_epoch_iters)
         threshold = (
             ramps.uncertainty_threshold(iteration, a.max_iterations, a.num_classes) if a.uncertainty_mask else math.inf

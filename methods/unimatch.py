@@ -113,7 +113,7 @@ class UniMatch(Method):
             boxes.append(box)
         q_s1, q_s2 = model(torch.cat(views)).chunk(2)  # one forward of both strong views, as the release
 
-        loss_x, parts = supervised_loss(logits_x, labels[labeled])
+        loss_x, parts = supervised_loss(logits_x, labels[labeled], self.args.dice)
         loss_fp = confident_dice_loss(p_fp, y_w, confident_w)
         loss_s1 = confident_dice_loss(q_s1, targets[0], confidences[0] >= tau)
         loss_s2 = confident_dice_loss(q_s2, targets[1], confidences[1] >= tau)

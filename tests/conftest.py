@@ -11,6 +11,7 @@ sys.path.insert(0, str(REPO))
 # CI lays the shared data beside the clone; users won't have it and those tests skip.
 SHARED_LA = REPO.parent / "shared" / "data" / "LA"
 SHARED_HC18 = REPO.parent / "shared" / "data" / "HC18"
+SHARED_BUSI = REPO.parent / "shared" / "data" / "BUSI"
 
 from dataloaders.synthetic import make_synthetic_la  # noqa: E402
 

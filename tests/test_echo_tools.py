@@ -143,3 +143,27 @@ def test_areas_are_counted_on_the_frames_own_grid_after_resize(tmp_path, frames,
 def test_class_names_must_name_every_structure(tmp_path, frames):
     with pytest.raises(DataError, match=r"--class_names: 2 names for .* a 4-class network; give one per structure"):
         predict(tmp_path, frames, "--class_names", "LV cavity", "myocardium")
+
+
+def test_frames_csv_of_a_binary_network_counts_lesions_and_mm2_from_the_dicom_spacing(tmp_path, frames, monkeypatch):
+    # A 2-class checkpoint and an oracle predicting two lesions: the 400- and 140-pixel rectangles of known_mask.
+    torch.save(VNet(n_classes=2, dimensions=2).state_dict(), tmp_path / "run" / "iter_1.pth")
+    lesions = np.isin(known_mask((50, 80)), (1, 3)).astype(np.uint8)
+
+    def probability(net, image, **kwargs):
+        mask = np.asarray(Image.fromarray(lesions).resize(image.shape[::-1], Image.Resampling.NEAREST))
+        return torch.from_numpy(np.eye(2, dtype=np.float32)[mask].transpose(2, 0, 1).copy())
+
+    monkeypatch.setattr(predicting, "sliding_window_probability", probability)
+    out = predict(tmp_path, frames)
+    rows = {r["case"]: r for r in read_areas(out / "frames.csv")}
+    dcm, png = rows["echo_dcm"], rows["echo_png"]
+    assert (dcm["lesion_present"], dcm["lesions"], dcm["area_px"]) == ("yes", "2", "540")
+    assert float(dcm["area_mm2"]) == pytest.approx(540 * 0.3 * 0.25) and png["area_mm2"] == ""  # a PNG: no spacing
+    assert float(dcm["mean_uncertainty_in_lesion"]) == pytest.approx(0.0, abs=1e-5)  # one-hot passes: certain
+    out = predict(tmp_path, frames, "--min_lesion", 541)  # fewer pixels than that: no lesion
+    rows = read_areas(out / "frames.csv")
+    assert [(r["lesion_present"], r["lesions"], r["area_px"], r["mean_uncertainty_in_lesion"]) for r in rows] == [
+        ("no", "0", "0", "")
+    ] * 2
+    assert json.loads((out / "predict.json").read_text())["min_lesion"] == 541

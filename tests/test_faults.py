@@ -104,9 +104,9 @@ def test_non_finite_loss_stops_naming_the_iteration_and_keeps_the_last_good_chec
     real = methods.uamt.supervised_loss
     calls = []
 
-    def poisoned(logits, labels):
+    def poisoned(logits, labels, *rest):
         calls.append(1)
-        loss, parts = real(logits, labels)
+        loss, parts = real(logits, labels, *rest)
         return (loss * float("nan"), parts) if len(calls) == 3 else (loss, parts)
 
     monkeypatch.setattr(methods.uamt, "supervised_loss", poisoned)

@@ -245,3 +245,12 @@ def test_test_la_writes_the_detection_columns_and_the_clean_frames_summary(tmp_p
     assert summary["lesion_recall"] == 1.0
     predicted = n_drawn[lesion] + n_drawn[clean_false_alarm]  # the false alarm's components are all false
     assert summary["lesion_precision"] == pytest.approx(n_drawn[lesion] / predicted)
+
+
+def test_min_lesion_tests_go_beside_the_plain_test():
+    """--min_lesion P > 1 changes what is scored (a frame called negative predicts nothing): its own folder, as lcc."""
+    from evaluation.testing import test_folder
+
+    assert test_folder("test", 600) == "test_iter_600"
+    assert test_folder("test", 600, postprocessing="lcc", min_lesion=50) == "test_iter_600_lcc_min50"
+    assert test_folder("val", 5, min_lesion=1) == "val_iter_5"

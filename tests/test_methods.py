@@ -367,7 +367,12 @@ def test_uamt_student_batchnorm_joint_or_split(batchnorm, monkeypatch):
     labels = torch.randint(0, 2, (4, 4, 4, 4))
     seen = []
     real = uamt.supervised_loss
-    monkeypatch.setattr(uamt, "supervised_loss", lambda logits, y: (seen.append(logits.detach()), real(logits, y))[1])
+
+    def spy(logits, y, *rest):
+        seen.append(logits.detach())
+        return real(logits, y, *rest)
+
+    monkeypatch.setattr(uamt, "supervised_loss", spy)
     method = uamt.UAMTUnlabel(args, network)
     student = method.trained["student"]
     method.step({"student": student}, images, labels, slice(0, 2), iteration=0)

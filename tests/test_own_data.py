@@ -17,7 +17,7 @@ from test_end_to_end import run
 import evaluation.testing as testing
 from dataloaders.sources import ImageFolderSource
 from dataloaders.synthetic import make_synthetic_nifti
-from dataloaders.synthetic_echo import make_synthetic_echo
+from dataloaders.synthetic_echo import echo_frame, make_synthetic_echo
 from evaluation.metrics import case_metrics
 from networks.vnet import VNet
 
@@ -88,6 +88,26 @@ def test_echo_frames_train_test_predict(tmp_path):
         assert np.corrcoef(overlay[:80, :100, 0].ravel(), frame.ravel())[0, 1] > 0.9  # the frame itself, not squashed
     # The deterministic prediction is the test's.
     np.testing.assert_array_equal(np.asarray(Image.open(predicted / "frame_008_pred.png")), prediction)
+    # frames.csv (binary 2D): each row recounted from the written prediction and uncertainty map.
+    frames = metrics(predicted / "frames.csv")
+    assert [r["case"] for r in frames] == ["frame_008", "frame_009"]
+    for row in frames:
+        lesion = np.asarray(Image.open(predicted / f"{row['case']}_pred.png")) == 255
+        uncertainty = np.asarray(Image.open(predicted / f"{row['case']}_uncertainty.tif"))
+        assert row["lesion_present"] == ("yes" if lesion.any() else "no")
+        assert int(row["area_px"]) == lesion.sum() and row["area_mm2"] == ""  # PNG: no spacing
+        assert int(row["lesions"]) == ndimage.label(lesion, structure=np.ones((3, 3)))[1]
+        mean = row["mean_uncertainty_in_lesion"]
+        assert (mean == "") if not lesion.any() else float(mean) == pytest.approx(uncertainty[lesion].mean(), abs=1e-6)
+    # --min_lesion above any frame's size: every frame counts as clean, and its written prediction is empty.
+    result = run("predict.py", "--checkpoint", model / "echo" / "iter_3.pth", "--input", images, "--mc_passes", "0",
+                 "--overlays", "0", "--min_lesion", str(80 * 100 + 1), "--out", tmp_path / "clean", "--stride_xy",
+                 "16", "--device", "cpu", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    frames = metrics(tmp_path / "clean" / "frames.csv")
+    summary = [(r["lesion_present"], r["area_px"], r["mean_uncertainty_in_lesion"]) for r in frames]
+    assert summary == [("no", "0", "")] * 2
+    assert not np.asarray(Image.open(tmp_path / "clean" / "frame_008_pred.png")).any()
 
 
 def test_2d_metrics_are_computed_on_each_frames_original_grid(tmp_path, monkeypatch):
@@ -207,3 +227,38 @@ def test_a_2d_run_saved_with_joint_batchnorm_does_not_resume_as_split(tmp_path):
     assert result.returncode == 0, result.stderr
     result = run("train_uamt_unlabel.py", *common, "--max_iterations", "2", "--resume", "auto", cwd=tmp_path)
     assert result.returncode == 2 and "saved with --student_batchnorm joint" in result.stderr
+
+
+def test_letterboxed_frames_of_different_sizes_train_test_and_come_back_at_their_own_size(tmp_path):
+    # Six frames of six sizes and shapes (wide, tall, square): 4 to train (3 with masks, one of them empty, as a
+    # normal BUSI frame), 2 to test; --letterbox 64 puts each in a 64 x 64 square, aspect kept.
+    shapes = {"a": (60, 90), "b": (90, 60), "c": (72, 72), "d": (50, 100), "t1": (66, 99), "t2": (80, 56)}
+    root = tmp_path / "frames"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(3)
+    for case_id, shape in shapes.items():
+        frame, mask = echo_frame(shape, rng)
+        Image.fromarray(frame).save(root / "images" / f"{case_id}.png")
+        if case_id != "d":
+            Image.fromarray((mask if case_id != "c" else 0 * mask) * 255).save(root / "masks" / f"{case_id}.png")
+    (root / "train.list").write_text("a\nb\nc\nd\n")
+    (root / "test.list").write_text("t1\nt2\n")
+    model = tmp_path / "model"
+    result = run("train_uamt_unlabel.py", "--root_path", root, "--model_dir", model, "--exp", "lb", "--letterbox",
+                 "64", "--patch_size", "48", "48", "--labelnum", "3", "--threads", "1", *FAST,
+                 cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    info = json.loads((model / "lb" / "run.json").read_text())
+    assert info["args"]["letterbox"] == 64 and info["args"]["resize"] is None
+    result = run("test_LA.py", "--root_path", root, "--model_dir", model, "--model", "lb", "--iteration", "3",
+                 "--stride_xy", "16", "--device", "cpu", "--threads", "1", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    out = model / "lb" / "test_iter_3"
+    assert [r["case"] for r in metrics(out / "metrics.csv")] == ["t1", "t2", "mean"]
+    assert json.loads((out / "test.json").read_text())["letterbox"] == 64  # the run's, from its run.json
+    for case_id in ("t1", "t2"):
+        prediction = np.asarray(Image.open(out / f"{case_id}_pred.png"))
+        truth = np.asarray(Image.open(out / f"{case_id}_gt.png"))
+        assert prediction.shape == truth.shape == shapes[case_id]  # back on the frame's own grid
+        np.testing.assert_array_equal(truth, np.asarray(Image.open(root / "masks" / f"{case_id}.png")))

@@ -1,6 +1,7 @@
 """--postprocess lcc: the largest connected component of each foreground structure, on made-up label maps whose
 components are known; and test_LA.py / predict.py with it on generated 2D frames."""
 
+import argparse
 import json
 
 import numpy as np
@@ -10,7 +11,14 @@ from scipy import ndimage
 from test_end_to_end import run
 
 from dataloaders.synthetic_echo import make_synthetic_echo
-from evaluation.postprocess import POSTPROCESSING, largest_component, postprocess
+from evaluation.postprocess import (
+    POSTPROCESSING,
+    add_min_lesion_flag,
+    apply_min_lesion,
+    largest_component,
+    postprocess,
+)
+from evaluation.prediction import FRAME_COLUMNS, frame_summary
 from methods import bcp
 
 
@@ -103,3 +111,35 @@ def test_test_la_and_predict_with_lcc_on_echo_frames(tmp_path):
     for case_id in ("frame_004", "frame_005"):  # predict's deterministic prediction is the test's, post-processed
         predicted = np.asarray(Image.open(tmp_path / "pred" / f"{case_id}_pred.png"))
         np.testing.assert_array_equal(predicted, np.asarray(Image.open(lcc / f"{case_id}_pred.png")))
+
+
+def test_min_lesion_empties_a_frame_with_fewer_predicted_pixels():
+    prediction = np.zeros((5, 5), np.uint8)
+    prediction[1:3, 1:4] = 1  # 6 pixels
+    np.testing.assert_array_equal(apply_min_lesion(prediction, 7), np.zeros((5, 5), np.uint8))
+    np.testing.assert_array_equal(apply_min_lesion(prediction, 6), prediction)
+    np.testing.assert_array_equal(apply_min_lesion(prediction, 1), prediction)  # the default keeps any lesion
+    parser = argparse.ArgumentParser()
+    add_min_lesion_flag(parser)
+    assert parser.parse_args([]).min_lesion == 1 and parser.parse_args(["--min_lesion", "30"]).min_lesion == 30
+
+
+def test_frame_summary_of_hand_made_predictions():
+    prediction = np.zeros((8, 8), np.uint8)
+    prediction[0:2, 0:2] = 1  # 4 px
+    prediction[2:4, 2:4] = 1  # 4 px, touching the first square by a corner only: one 8-connected lesion
+    prediction[6, 6:8] = 1  # 2 px, apart: a second lesion
+    uncertainty = np.arange(64, dtype=np.float32).reshape(8, 8) / 100
+    # The lesion's pixels hold 0, 1, 8, 9, 18, 19, 26, 27, 54, 55 (/100): sum 217, mean 0.217.
+    row = frame_summary("g001_benign_001", prediction, uncertainty, (0.5, 0.2))
+    assert row == {"case": "g001_benign_001", "lesion_present": "yes", "lesions": 2, "area_px": 10,
+                   "area_mm2": pytest.approx(10 * 0.5 * 0.2),
+                   "mean_uncertainty_in_lesion": pytest.approx(0.217)}  # fmt: skip
+    assert tuple(row) == FRAME_COLUMNS
+    no_spacing = frame_summary("x", prediction, None, None)
+    assert (no_spacing["area_mm2"], no_spacing["mean_uncertainty_in_lesion"]) == ("", "")
+    empty = frame_summary("n", np.zeros((8, 8), np.uint8), uncertainty, (0.5, 0.2))
+    assert empty == {"case": "n", "lesion_present": "no", "lesions": 0, "area_px": 0, "area_mm2": 0.0,
+                     "mean_uncertainty_in_lesion": ""}  # fmt: skip
+    four_connected_apart = np.eye(3, dtype=np.uint8)  # a diagonal line: one lesion under 8-connectivity
+    assert frame_summary("d", four_connected_apart, None, None)["lesions"] == 1

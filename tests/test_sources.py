@@ -3,6 +3,7 @@
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 from conftest import write_dicom
 from PIL import Image
 
@@ -201,7 +202,80 @@ def test_dicom_frames(tmp_path):
 
 def test_layout_detection_and_misplaced_options(tmp_path, synthetic_root):
     assert isinstance(open_source(synthetic_root), LASource)
-    with pytest.raises(DataError, match="--center_crop and --resize apply to 2D images"):
+    with pytest.raises(DataError, match="--center_crop, --resize and --letterbox apply to 2D images"):
         open_source(synthetic_root, resize=(32, 32))
     with pytest.raises(DataError, match="dataset folder not found"):
         open_source(tmp_path / "nowhere")
+
+
+def letterbox_root(tmp_path, frames):
+    """A 2D folder of `frames`: ID -> (uint8 frame, 0/1 mask)."""
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    for case_id, (frame, mask) in frames.items():
+        save_png(tmp_path / "images" / f"{case_id}.png", frame)
+        save_png(tmp_path / "masks" / f"{case_id}.png", mask * 255)
+    return tmp_path
+
+
+def test_letterbox_scales_the_longest_side_keeps_the_aspect_pads_and_maps_back(tmp_path):
+    # A 4 x 8 frame (rows x columns): left half raw 0, right half 100; a lesion in rows 1-2, columns 2-4.
+    frame = np.zeros((4, 8), np.uint8)
+    frame[:, 4:] = 100
+    mask = np.zeros((4, 8), np.uint8)
+    mask[1:3, 2:5] = 1
+    root = letterbox_root(tmp_path, {"wide": (frame, mask)})
+    source = open_source(root, letterbox=16)
+    image, label = source.read("wide")
+    # x2 to 8 x 16, centred in 16 x 16: rows 4..11 hold the frame, rows 0..3 and 12..15 are padding.
+    assert image.shape == label.shape == (16, 16)
+    np.testing.assert_array_equal(label[4:12], np.kron(mask, np.ones((2, 2), np.uint8)))  # nearest: each pixel 2 x 2
+    assert not label[:4].any() and not label[12:].any()
+    # The padding is raw 0 normalised with the frame's own statistics: the value of the frame's raw-0 pixels
+    # (columns 0..5 of the x2 frame stay exactly 0 under bilinear scaling), and the frame alone is z-scored.
+    np.testing.assert_allclose(image[:4], image[4, 0])
+    np.testing.assert_allclose(image[12:], image[4, 0])
+    assert abs(image[4:12].mean()) < 1e-5 and image[4:12].std() == pytest.approx(1.0, abs=1e-4)
+    np.testing.assert_array_equal(source.read("wide")[0][4:12, :6] == image[4, 0], True)
+    # Without normalisation the padding is 0 and the frame its bilinear x2.
+    raw, _ = open_source(root, letterbox=16, normalization="none").read("wide")
+    assert not raw[:4].any() and not raw[12:].any() and raw[4:12, :6].max() == 0 and raw[4:12, 10:].min() == 100
+    # Back on the frame's grid: the mask exactly (x2 then /2 by nearest neighbour), as written to disk too.
+    np.testing.assert_array_equal(source.map_to_original("wide", label), mask)
+    np.testing.assert_array_equal(source.original_label("wide", label), mask)
+    out = tmp_path / "out"
+    out.mkdir()
+    (path,) = source.write_outputs("wide", out, {"pred": label})
+    np.testing.assert_array_equal(np.asarray(Image.open(path)), mask * 255)
+    # Probabilities: the padding is cut off, the frame's part scaled back (a constant stays that constant).
+    probability = torch.zeros(2, 16, 16)
+    probability[0], probability[1, 4:12] = 1.0, 0.25
+    probability[0, 4:12] = 0.75
+    restored = source.probability_to_original("wide", probability)
+    assert restored.shape == (2, 4, 8)
+    np.testing.assert_allclose(restored[1].numpy(), 0.25, atol=1e-6)
+
+
+def test_letterbox_of_a_tall_frame_rounds_the_short_side_and_centres_it(tmp_path):
+    rng = np.random.default_rng(0)
+    frame = rng.integers(1, 255, (8, 4)).astype(np.uint8)
+    mask = np.zeros((8, 4), np.uint8)
+    mask[2:6, 1:3] = 1
+    source = open_source(letterbox_root(tmp_path, {"tall": (frame, mask)}), letterbox=10)
+    # x1.25: 10 x round(5.0) = 10 x 5, columns (10 - 5) // 2 = 2 .. 6.
+    assert source.letterbox_box((8, 4)) == (slice(0, 10), slice(2, 7))
+    image, label = source.read("tall")
+    assert image.shape == label.shape == (10, 10)
+    assert not label[:, :2].any() and not label[:, 7:].any() and label[:, 2:7].any()
+    assert source.map_to_original("tall", label).shape == (8, 4)
+    assert source.map_to_original("tall", np.ones((10, 10), np.float32)).shape == (8, 4)
+
+
+def test_letterbox_refuses_resize_a_bad_side_and_volumes(tmp_path, synthetic_root):
+    root = letterbox_root(tmp_path, {"a": (np.ones((4, 6), np.uint8), np.zeros((4, 6), np.uint8))})
+    with pytest.raises(DataError, match="--resize and --letterbox"):
+        open_source(root, resize=(8, 8), letterbox=8)
+    with pytest.raises(DataError, match="--letterbox 0"):
+        open_source(root, letterbox=0)
+    with pytest.raises(DataError, match="--letterbox apply to 2D images"):
+        open_source(synthetic_root, letterbox=32)

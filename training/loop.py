@@ -52,12 +52,13 @@ STATE_FILE = "state_latest.pth"  # the full training state, for --resume
 
 
 RESUME_MUST_MATCH = ("root_path", "labelnum", "batch_size", "labeled_bs", "patch_size", "seed", "num_classes",
-                     "labeled_list", "center_crop", "resize", "normalization", "augment", "net")  # fmt: skip
+                     "labeled_list", "center_crop", "resize", "normalization", "augment", "net", "dice",
+                     "letterbox")  # fmt: skip
 
 
 # Flags added after states were first saved: an older state ran with these values.
 RESUME_DEFAULTS = {"num_classes": 2, "labeled_list": "", "center_crop": None, "resize": None, "normalization": "zscore",
-                   "augment": "rot_flip", "net": "vnet"}  # fmt: skip
+                   "augment": "rot_flip", "net": "vnet", "dice": "vnet", "letterbox": None}  # fmt: skip
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -183,7 +184,9 @@ def resolve_configuration(
 ) -> tuple[Config, Source]:
     """The run's configuration, decided once, here, before anything is written (training/config.py), and its data
     source: the data's dimensionality decides the patch and the network's."""
-    source = open_source(args.root_path, args.num_classes, args.center_crop, args.resize, args.normalization)
+    source = open_source(
+        args.root_path, args.num_classes, args.center_crop, args.resize, args.normalization, args.letterbox
+    )
     return resolve_flags(args, method_class, source.dimensions, device), source
 
 
@@ -372,11 +375,12 @@ def _train(
 
 def run_name(method: Method) -> str:
     """run.json's method, the results tables' group: the method's name, its --variant, a --net other than the
-    V-Net."""
+    V-Net, _batchdice for --dice batch."""
     args = method.args
     variant = f"_{args.variant}" if args.variant else ""
     net = "" if args.net == DEFAULT_NET else f"_{args.net}"
-    return method.run_name() + variant + net
+    dice = "_batchdice" if getattr(args, "dice", "vnet") == "batch" else ""
+    return method.run_name() + variant + net + dice
 
 
 def log_iteration(

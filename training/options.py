@@ -15,6 +15,7 @@ from networks import DEFAULT_NET, NETWORKS
 from networks.vnet import SIDE_MULTIPLE
 from utils.cli import DEVICE_HELP, Parser, default_device
 from utils.errors import DataError
+from utils.losses import DICE_LOSSES
 from utils.precision import add_precision_flag
 from utils.threads import add_threads_flag
 
@@ -74,6 +75,14 @@ def training_parser(description: str, exp: str, method: type[Method]) -> argpars
         + ", ".join(f"{v} for {d}D" for d, v in sorted(DEFAULT_AUGMENT.items(), reverse=True)),
     )
     p.add_argument("--num_classes", type=int, default=2, help="K: classes of the label maps, background included")
+    p.add_argument(
+        "--dice",
+        choices=DICE_LOSSES,
+        default="vnet",
+        help="the Dice half of the supervised loss (supervised, UA-MT, CPS, UniMatch): vnet, the UA-MT release's "
+        "squared-sum Dice; batch, a linear-sum batch Dice that scores a correct empty prediction 0 (frames without a "
+        "lesion; utils/losses.py batch_dice_loss); run.json's method gains _batchdice",
+    )
     p.add_argument(
         "--net",
         choices=list(NETWORKS),
