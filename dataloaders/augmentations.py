@@ -55,18 +55,36 @@ def random_crop(
     return image[window], label[window]
 
 
+def foreground_crop(
+    image: np.ndarray, label: np.ndarray, patch_size: Sequence[int], rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """A crop to `patch_size` that holds a foreground pixel drawn at random (nnU-Net's foreground oversampling): the
+    patch is centred on it where the image allows, else shifted inside; `label` must hold foreground."""
+    image, label = pad_to_patch(image, label, patch_size)
+    points = np.argwhere(label > 0)
+    centre = points[int(rng.integers(len(points)))]
+    starts = [int(np.clip(c - p // 2, 0, s - p)) for c, s, p in zip(centre, image.shape, patch_size)]
+    window = tuple(slice(a, a + p) for a, p in zip(starts, patch_size))
+    return image[window], label[window]
+
+
 class TrainTransform:
     """Random rot90 + flip, then a random crop to `patch_size` (UA-MT's RandomRotFlip, RandomCrop); 2D or 3D.
 
     `augment` (AUGMENTATIONS): "rot_flip" the release's rot90 + flip; "flip_lr" a left-right mirror only (axis 1);
-    "none" the crop alone.
+    "none" the crop alone. `foreground` (--oversample_foreground): the share of crops of items with a foreground
+    label that are made to hold one of its pixels (small lesions in large frames); 0, the default, draws exactly the
+    release's crops.
     """
 
-    def __init__(self, patch_size: Sequence[int], augment: str = "rot_flip"):
+    def __init__(self, patch_size: Sequence[int], augment: str = "rot_flip", foreground: float = 0.0):
         if augment not in AUGMENTATIONS:
             raise ValueError(f"augment {augment!r}: choose one of {', '.join(AUGMENTATIONS)}")
+        if not 0.0 <= foreground <= 1.0:
+            raise ValueError(f"foreground {foreground}: a share, 0..1")
         self.patch_size = tuple(patch_size)
         self.augment = augment
+        self.foreground = foreground
 
     def __call__(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         if image.ndim != len(self.patch_size):  # zip would silently leave the extra axes uncropped
@@ -75,4 +93,7 @@ class TrainTransform:
             image, label = random_rot_flip(image, label, rng)
         elif self.augment == "flip_lr":
             image, label = random_flip_columns(image, label, rng)
+        # The draw only when asked for: at 0 the crops are the release's, draw for draw.
+        if self.foreground and label.any() and rng.random() < self.foreground:
+            return foreground_crop(image, label, self.patch_size, rng)
         return random_crop(image, label, self.patch_size, rng)

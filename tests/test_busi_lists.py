@@ -2,14 +2,11 @@
 groups and classes are known; the committed lists against the rule (skipped without data/BUSI)."""
 
 import re
-import sys
 
 import pytest
 from conftest import REPO, SHARED_BUSI
 
-sys.path.insert(0, str(REPO / "benchmarks" / "busi_validation"))
-import make_lists  # noqa: E402
-
+from benchmarks.busi_validation import make_lists
 from training.options import parse_id_list, read_id_list  # noqa: E402
 
 # data/BUSI where linked, else the shared copy (CI has it at ../shared)

@@ -184,3 +184,27 @@ def test_dataset_items_are_tensors_of_the_patch(synthetic_root):
     assert (item["image"] == again["image"]).all()  # the seed fixes the augmentation
     plain = SegmentationDataset(synthetic_root, ids[:1])[0]
     assert plain["image"].shape[1:] == dataset.cases[0][0].shape
+
+
+def test_foreground_oversampling_puts_a_lesion_pixel_in_every_crop_and_off_draws_the_release_crops():
+    """--oversample_foreground 1: every crop of a frame with a one-pixel lesion holds that pixel (a uniform 16 x 16 crop
+    of a 64 x 64 frame holds it ~6 % of the time); 0: the crops are those of the release's transform, draw for draw."""
+    image = np.arange(64 * 64, dtype=np.float32).reshape(64, 64)
+    label = np.zeros((64, 64), np.uint8)
+    label[60, 3] = 1  # near a corner: the patch must shift inside the frame
+    always, never = TrainTransform((16, 16), "none", foreground=1.0), TrainTransform((16, 16), "none")
+    hits = [always(image, label, np.random.default_rng(s))[1].sum() for s in range(50)]
+    assert hits == [1] * 50
+    uniform = [never(image, label, np.random.default_rng(s))[1].sum() for s in range(200)]
+    assert sum(uniform) < 40  # ~ (16 / 63) ** 2 of 200 = 13
+    # At 0 (the default) the draws are the release's: rot_flip then the crop, the same generator.
+    for s in range(5):
+        a = TrainTransform((16, 16), "rot_flip", foreground=0.0)(image, label, np.random.default_rng(s))
+        rng = np.random.default_rng(s)
+        rotated = random_rot_flip(image, label, rng)
+        starts = [int(rng.integers(0, side - 16)) for side in rotated[0].shape]
+        np.testing.assert_array_equal(a[0], rotated[0][starts[0] : starts[0] + 16, starts[1] : starts[1] + 16])
+    # A frame without foreground (an unlabelled item, a clean frame) is cropped uniformly even at 1.
+    empty = np.zeros_like(label)
+    crop = always(image, empty, np.random.default_rng(0))[0]
+    assert crop.shape == (16, 16)

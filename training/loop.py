@@ -52,13 +52,14 @@ STATE_FILE = "state_latest.pth"  # the full training state, for --resume
 
 
 RESUME_MUST_MATCH = ("root_path", "labelnum", "batch_size", "labeled_bs", "patch_size", "seed", "num_classes",
-                     "labeled_list", "center_crop", "resize", "normalization", "augment", "net", "dice",
-                     "letterbox")  # fmt: skip
+                     "labeled_list", "center_crop", "resize", "normalization", "augment", "net", "dice", "letterbox",
+                     "oversample_foreground")  # fmt: skip
 
 
 # Flags added after states were first saved: an older state ran with these values.
 RESUME_DEFAULTS = {"num_classes": 2, "labeled_list": "", "center_crop": None, "resize": None, "normalization": "zscore",
-                   "augment": "rot_flip", "net": "vnet", "dice": "vnet", "letterbox": None}  # fmt: skip
+                   "augment": "rot_flip", "net": "vnet", "dice": "vnet", "letterbox": None,
+                   "oversample_foreground": 0.0}  # fmt: skip
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -200,7 +201,9 @@ def load_training_data(args: argparse.Namespace, source: Source, semi: bool) -> 
     check_dimensions(report.shapes, dimensions, f"--patch_size {patch_text} is {dimensions}D: give one side per axis")
     labeled_ids, unlabeled_ids = split_labelled(args, source, train_ids, semi)
     used_ids = labeled_ids + unlabeled_ids if semi else labeled_ids
-    dataset = SegmentationDataset(source, used_ids, TrainTransform(args.patch_size, args.augment), args.num_classes)
+    dataset = SegmentationDataset(
+        source, used_ids, TrainTransform(args.patch_size, args.augment, args.oversample_foreground), args.num_classes
+    )
     return TrainingData(train_ids, labeled_ids, unlabeled_ids if semi else [], dataset)
 
 

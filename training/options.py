@@ -74,6 +74,14 @@ def training_parser(description: str, exp: str, method: type[Method]) -> argpars
         "left-right mirror only, for frames with an up and a down), none; default: "
         + ", ".join(f"{v} for {d}D" for d, v in sorted(DEFAULT_AUGMENT.items(), reverse=True)),
     )
+    p.add_argument(
+        "--oversample_foreground",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="the share of the crops of labelled items made to hold a foreground pixel (nnU-Net uses 0.33): for "
+        "small lesions in frames larger than the patch; 0 keeps the release's uniform crops",
+    )
     p.add_argument("--num_classes", type=int, default=2, help="K: classes of the label maps, background included")
     p.add_argument(
         "--dice",
@@ -124,6 +132,8 @@ def check_args(args: argparse.Namespace, method: type[Method]) -> None:
             f"--labeled_bs {args.labeled_bs} must be in 1..{args.batch_size - 1} (below --batch_size "
             f"{args.batch_size}) so that every batch holds unlabelled items"
         )
+    if not 0.0 <= args.oversample_foreground <= 1.0:
+        raise DataError(f"--oversample_foreground {args.oversample_foreground}: a share of the crops, 0..1")
     if args.num_classes < 2:
         raise DataError(f"--num_classes {args.num_classes}: a segmentation needs at least 2 classes (background + 1)")
     method.check_args(args)

@@ -1,7 +1,7 @@
 """BUSI (issue 29): the validation split and the labelled lists, whole near-duplicate groups, stratified by class.
 
-    python3 benchmarks/busi_validation/make_lists.py            # the committed lists (from data/BUSI/train.list)
-    python3 benchmarks/busi_validation/make_lists.py --root     # also data/BUSI_val/: links + train.list, test.list
+    python3 -m benchmarks.busi_validation.make_lists            # the committed lists (from data/BUSI/train.list)
+    python3 -m benchmarks.busi_validation.make_lists --root     # also data/BUSI_val/: links + train.list, test.list
 
 Only BUSI's train.list is read; its test.list is never opened. The rule (RULE below, at the top of every list):
 groups are '^(g\\d+)_' (the --group_by of BUSI's README); a group's stratum is its frames' class (benign, malignant,
@@ -17,13 +17,11 @@ import argparse
 import math
 import random
 import re
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+from training.options import case_groups, read_id_list
 
-from training.options import case_groups, read_id_list  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 GROUP_BY = r"^(g\d+)_"  # BUSI IDs: g000_benign_001
 CLASS = re.compile(r"^g\d+_([a-z]+)_\d+$")
