@@ -51,6 +51,9 @@ BATCH_4PLUS2 = ("--batch_size", "6", "--labeled_bs", "4")
 CAMUS_GROUP_BY = r"^(patient\d+)_"  # CAMUS IDs: patient0001_2CH_ED (benchmarks/camus_validation/make_root.py)
 
 
+BUSI_GROUP_BY = r"^(g\d+)_"  # BUSI IDs: g000_benign_001, a group of near-duplicate frames
+
+
 def bcp_stages(pre_iterations: int, batch_size: int, labeled_bs: int) -> tuple[str, ...]:
     return ("--pre_iterations", str(pre_iterations), "--batch_size", str(batch_size), "--labeled_bs", str(labeled_bs))
 
@@ -122,6 +125,18 @@ CONFIGS = {
         labeled_lists=((40, "benchmarks/camus_labelled_40.list"), (160, "benchmarks/camus_labelled_160.list")),
         postprocess=("none", "lcc"),
     ),
+    # BUSI validation (issue 29; benchmarks/busi_validation/README.md, its rule written before any run): the
+    # geometry candidates on data/BUSI_val (367 training frames, 92 validation frames of whole groups; make_lists.py
+    # --root), supervised rows only, CAMUS's frame schedule (4000 iterations, lr x0.1 at 2000, batch 4) and mirror
+    # (the transducer is at the top). A: the whole frame letterboxed to 256 (its stored resolution); B: letterboxed
+    # to 128; C: 128 x 128 crops at stored resolution, a third of them on a lesion pixel, sliding windows at test.
+    **{f"busi_val_{name}": Scale(
+        "data/BUSI_val", (side, side), 4000, 2000, 100, 40, side // 2, 4, 2000,
+        schedules=(("supervised_s8000", Schedule(8000, 4000)),),  # rule 1b: the chosen geometry at 8000
+        data_flags=(*geometry, "--augment", "flip_lr", "--group_by", BUSI_GROUP_BY),
+        labeled_lists=((70, "benchmarks/busi_validation/labelled_70.list"),),
+    ) for name, side, geometry in (("a", 256, ("--letterbox", "256")), ("b", 128, ("--letterbox", "128")),
+                                   ("c", 128, ("--oversample_foreground", "0.33")))},
 }
 # fmt: on
 
@@ -179,6 +194,14 @@ GROUPS = {
     "cps:40": Group("cps", 40),
     "supervised_unet:40": Group("supervised", 40, ("--net", "unet")),
     "uamt_unlabel_bnsplit_unet:40": Group("uamt_unlabel", 40, ("--student_batchnorm", "split", "--net", "unet")),
+    # BUSI validation: 70 labelled frames (benchmarks/busi_validation/labelled_70.list) and all 367; rule 1b's
+    # 8000-iteration schedule; rule 2's batch Dice
+    "supervised:367": Group("supervised", 367),
+    "supervised:70": Group("supervised", 70),
+    "supervised_s8000:367": Group("supervised", 367, variant="s8000"),
+    "supervised_s8000:70": Group("supervised", 70, variant="s8000"),
+    "supervised_batchdice:367": Group("supervised", 367, ("--dice", "batch")),
+    "supervised_batchdice:70": Group("supervised", 70, ("--dice", "batch")),
 }
 DEFAULT_GROUPS = list(GROUPS)[:8]
 CONFIG_GROUPS = {"hc18": ["supervised:160", "uamt_unlabel:16", "supervised:16", "bcp:16", "uamt_unlabel_bnsplit:16"],
@@ -187,6 +210,7 @@ CONFIG_GROUPS = {"hc18": ["supervised:160", "uamt_unlabel:16", "supervised:16", 
                            # (uamt_unlabel_bnsplit_unet:40 retired before any run: UA-MT adds nothing on the V-Net
                            # here and the U-Net is level with it, so the row could only repeat both; RESULTS.md)
                            "unimatch:40", "unimatch:160", "bcp_equal_work:40"],
+                 **{f"busi_val_{x}": ["supervised:367", "supervised:70"] for x in "abc"},
                  "la_half": [*DEFAULT_GROUPS, "bcp_equal_work:8", "uamt_unlabel_4plus2:16",
                              "uamt_unlabel_4plus2:8", "cps:8", "cps:16", "cps_equal_work:8", "unimatch:8",
                              "unimatch:16", "unimatch_4plus2:8"]}  # fmt: skip
