@@ -160,3 +160,33 @@ def test_mc_check_on_a_3d_run(synthetic_root, tmp_path):
     report = json.loads((model / "v" / "mc_check_test_iter_1.json").read_text())
     assert report["dropout"] == {"rate": 0.5, "where": "bottleneck+decoder", "kind": "channel"}
     assert len(report["cases"]) == 2 and all(len(r["pass_dice"]) == 2 for r in report["cases"].values())
+
+
+def write_check(folder, aurocs, share):
+    folder.mkdir(parents=True)
+    cases = {
+        f"f{i}": {
+            "auroc": a,
+            "plain_dice": 0.5,
+            "entropy_inside": 0.1,
+            "entropy_border": 0.3,
+            "entropy_background": 0.0,
+        }
+        for i, a in enumerate(aurocs)
+    }
+    summary = {"share_of_passes_disagreeing": share}
+    (folder / "mc_check.json").write_text(json.dumps({"cases": cases, "summary": summary}))
+
+
+def test_mc_compare_pools_seeds_per_frame_and_pairs_frames(tmp_path, capsys):
+    from tools import mc_compare
+
+    write_check(tmp_path / "a1", [0.6, 0.7, None, 0.5], 0.5)
+    write_check(tmp_path / "a2", [0.8, 0.7, 0.9, 0.5], 0.25)
+    write_check(tmp_path / "b", [0.9, 0.9, 0.9, 0.9], 0.0)
+    mc_compare.main([str(tmp_path), "a1,a2", "b"])
+    first, second = capsys.readouterr().out.splitlines()
+    # a per frame: 0.7, 0.7, 0.9 (a1's frame undefined: a2's alone), 0.5 -> mean 0.7; disagreeing (0.5 + 0.25) / 2
+    assert "auroc 0.7000" in first and "passes>thr 0.375" in first
+    # b - a per frame: 0.2, 0.2, 0.0, 0.4 -> mean 0.2
+    assert "auroc 0.9000" in second and "auroc vs a1,a2: +0.2000" in second and "(4 frames)" in second

@@ -105,7 +105,7 @@ def add_dropout_flags(p: argparse.ArgumentParser) -> None:
         "--dropout_rate",
         type=float,
         default=d.rate,
-        help="V-Net: the dropout probability, in (0, 1) (the release: 0.5)",
+        help="V-Net: the dropout probability, in (0, 1)",
     )
     p.add_argument(
         "--dropout_where",
