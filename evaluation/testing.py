@@ -27,7 +27,7 @@ from evaluation.lesions import (
 from evaluation.metrics import METRICS, class_metrics, metric_columns, summarize
 from evaluation.postprocess import add_min_lesion_flag, add_postprocess_flag, apply_min_lesion, postprocess
 from evaluation.windows import BLENDS, sliding_window_probability, whole_volume_probability
-from networks import DEFAULT_NET, build_network
+from networks import DEFAULT_NET, DropoutSpec, build_network
 from utils.checkpoint import load_checkpoint, saved_iterations
 from utils.cli import DEVICE_HELP, Parser, check_device, default_device, machine_description, run_guarded
 from utils.cpu_memory import reuse_freed_memory
@@ -135,11 +135,13 @@ def load_network(
 ) -> tuple[nn.Module, int]:
     """The test-time network (in eval mode; `has_dropout` keeps the dropout layers, for Monte-Carlo passes) with the
     checkpoint's weights, and its number of classes; `net.dimensions` is 3 or 2 as the checkpoint's. The network is
-    `net_name`, else the run's --net from run.json beside the checkpoint (a run.json without it: the V-Net)."""
+    `net_name`, else the run's --net from run.json beside the checkpoint (a run.json without it: the V-Net), with the
+    run's --dropout_rate/_where/_kind (without them: the release's dropout), so MC passes sample what trained."""
     state = load_checkpoint(path)
     if not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise DataError(f"{path}: not a state_dict of tensors; pass an iter_<N>.pth written by the training scripts")
-    net_name = net_name or training_settings(path).get("net", DEFAULT_NET)
+    settings = training_settings(path)
+    net_name = net_name or settings.get("net", DEFAULT_NET)
     # The output convolution, the last weight with a kernel: (K, C, 1, 1, 1) in 3D, (K, C, 1, 1) in 2D; anything
     # else is reported below as a mis-shaped key of the 3D network.
     kernels = [v for v in state.values() if v.ndim >= 4]
@@ -147,7 +149,8 @@ def load_network(
     num_classes = out_conv.shape[0] if out_conv is not None else 2
     dimensions = 2 if out_conv is not None and out_conv.ndim == 4 else 3
     try:
-        net = build_network(net_name, num_classes, dimensions, has_dropout=has_dropout)
+        dropout = DropoutSpec.from_settings(settings)
+        net = build_network(net_name, num_classes, dimensions, has_dropout=has_dropout, dropout=dropout)
     except ValueError as error:
         raise DataError(f"{path}: {error}") from error
     expected = net.state_dict()

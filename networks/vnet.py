@@ -4,6 +4,8 @@ Encoder stages of 1-2-3-3-3 convolutions, decoder stages of 3-3-2-1, every convo
 (no residual connections, as in the UA-MT release), 2x2x2 stride-2 (de)convolutions between stages, skips added.
 Dropout3d(0.5) on the bottleneck and on the last decoder features gives the Monte-Carlo samples of the teacher.
 `dimensions=2` builds the same design from 2D layers (3x3 convs, 2x2 (de)convolutions, Dropout2d) for images.
+`dropout` (a DropoutSpec) chooses another rate, only one of the two sites, or element-wise dropout; the default is
+the release's network, draw for draw.
 
 Module names follow the UA-MT release, so its checkpoints load here and ours load there; the 2D network has the
 same names, so one loading path serves both.
@@ -12,6 +14,7 @@ same names, so one loading path serves both.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +28,48 @@ LAYERS = {
     2: (nn.Conv2d, nn.ConvTranspose2d, nn.BatchNorm2d, nn.Dropout2d),
     3: (nn.Conv3d, nn.ConvTranspose3d, nn.BatchNorm3d, nn.Dropout3d),
 }
+
+
+# Where dropout acts: "bottleneck" after block_five (16f channels at 1/16 of the input side), "decoder" after
+# block_nine (the f channels the 1x1 output convolution reads).
+DROPOUT_WHERE = ("bottleneck+decoder", "bottleneck", "decoder")
+# channel: Dropout2d/3d, whole feature maps zeroed (the release's); element: nn.Dropout, each value on its own.
+DROPOUT_KINDS = ("channel", "element")
+
+
+@dataclass(frozen=True)
+class DropoutSpec:
+    """The V-Net's MC dropout: its rate, its sites (DROPOUT_WHERE) and its kind (DROPOUT_KINDS)."""
+
+    rate: float = 0.5
+    where: str = "bottleneck+decoder"
+    kind: str = "channel"
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.rate < 1.0:
+            raise ValueError(f"dropout rate {self.rate} must lie in (0, 1)")
+        if self.where not in DROPOUT_WHERE:
+            raise ValueError(f"dropout where {self.where!r}: choose one of {', '.join(DROPOUT_WHERE)}")
+        if self.kind not in DROPOUT_KINDS:
+            raise ValueError(f"dropout kind {self.kind!r}: choose one of {', '.join(DROPOUT_KINDS)}")
+
+    @property
+    def sites(self) -> frozenset[str]:
+        return frozenset(self.where.split("+"))
+
+    @classmethod
+    def from_settings(cls, settings: dict) -> DropoutSpec:
+        """From flags named dropout_rate, dropout_where, dropout_kind (run.json's args, a Config's vars); a missing
+        key (an older run) takes the default."""
+        default = cls()
+        return cls(
+            float(settings.get("dropout_rate", default.rate)),
+            str(settings.get("dropout_where", default.where)),
+            str(settings.get("dropout_kind", default.kind)),
+        )
+
+
+DEFAULT_DROPOUT = DropoutSpec()
 
 
 def _layers(dimensions: int) -> tuple[type[nn.Module], ...]:
@@ -78,8 +123,9 @@ class UpBlock(nn.Module):
 
 
 class VNet(nn.Module):
-    """V-Net with 16-32-64-128-256 channels; `has_dropout` switches the two dropout layers on; `dimensions` 3
-    (volumes, the paper's network) or 2 (images)."""
+    """V-Net with 16-32-64-128-256 channels; `has_dropout` switches the dropout on (`dropout`: where, which kind,
+    what rate; default the release's two channel-dropout sites at 0.5); `dimensions` 3 (volumes, the paper's network)
+    or 2 (images)."""
 
     supported_dimensions = (2, 3)
 
@@ -90,6 +136,7 @@ class VNet(nn.Module):
         n_filters: int = 16,
         has_dropout: bool = True,
         dimensions: int = 3,
+        dropout: DropoutSpec = DEFAULT_DROPOUT,
     ):
         super().__init__()
         conv_type, _, _, dropout_type = _layers(dimensions)
@@ -115,10 +162,13 @@ class VNet(nn.Module):
         self.block_nine = ConvBlock(1, f, f, d)
         self.out_conv = conv_type(f, n_classes, kernel_size=1)
         # Dropout is only active in train() mode; has_dropout=False removes it altogether (the test-time network).
-        self.dropout = dropout_type(p=0.5)
+        # One parameter-free module serves both sites, as in the release: the state_dict has the same keys whatever
+        # the choice, and the default draws the same random numbers in the same order.
+        self.dropout_spec = dropout
+        self.dropout = (dropout_type if dropout.kind == "channel" else nn.Dropout)(p=dropout.rate)
 
-    def _maybe_dropout(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(x) if self.has_dropout else x
+    def _maybe_dropout(self, x: torch.Tensor, site: str) -> torch.Tensor:
+        return self.dropout(x) if self.has_dropout and site in self.dropout_spec.sites else x
 
     def _check_input(self, x: torch.Tensor) -> None:
         bad = [s for s in x.shape[2:] if s % SIDE_MULTIPLE]
@@ -135,7 +185,7 @@ class VNet(nn.Module):
         x2 = self.block_two(self.block_one_dw(x1))
         x3 = self.block_three(self.block_two_dw(x2))
         x4 = self.block_four(self.block_three_dw(x3))
-        x5 = self._maybe_dropout(self.block_five(self.block_four_dw(x4)))
+        x5 = self._maybe_dropout(self.block_five(self.block_four_dw(x4)), "bottleneck")
         return [x1, x2, x3, x4, x5]
 
     def _decode(self, features: list[torch.Tensor]) -> torch.Tensor:
@@ -143,7 +193,7 @@ class VNet(nn.Module):
         x6 = self.block_six(self.block_five_up(x5) + x4)
         x7 = self.block_seven(self.block_six_up(x6) + x3)
         x8 = self.block_eight(self.block_seven_up(x7) + x2)
-        x9 = self._maybe_dropout(self.block_nine(self.block_eight_up(x8) + x1))
+        x9 = self._maybe_dropout(self.block_nine(self.block_eight_up(x8) + x1), "decoder")
         return self.out_conv(x9)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -100,17 +100,22 @@ def test_2d_and_3d_networks_have_the_same_module_names():
 
 
 def forward_before_the_encode_decode_split(net: VNet, x: torch.Tensor) -> torch.Tensor:
-    """VNet.forward as it was before it was split into _encode / _decode (copied from that commit, check omitted)."""
+    """VNet.forward as it was before it was split into _encode / _decode (copied from that commit, check omitted;
+    its `_maybe_dropout(x)` written out as it then was, before the dropout sites became a choice)."""
+
+    def maybe_dropout(features: torch.Tensor) -> torch.Tensor:
+        return net.dropout(features) if net.has_dropout else features
+
     x1 = net.block_one(x)
     x2 = net.block_two(net.block_one_dw(x1))
     x3 = net.block_three(net.block_two_dw(x2))
     x4 = net.block_four(net.block_three_dw(x3))
-    x5 = net._maybe_dropout(net.block_five(net.block_four_dw(x4)))
+    x5 = maybe_dropout(net.block_five(net.block_four_dw(x4)))
 
     x6 = net.block_six(net.block_five_up(x5) + x4)
     x7 = net.block_seven(net.block_six_up(x6) + x3)
     x8 = net.block_eight(net.block_seven_up(x7) + x2)
-    x9 = net._maybe_dropout(net.block_nine(net.block_eight_up(x8) + x1))
+    x9 = maybe_dropout(net.block_nine(net.block_eight_up(x8) + x1))
     return net.out_conv(x9)
 
 

@@ -31,11 +31,12 @@ from dataloaders.flags import check_dimensions
 from dataloaders.sampler import TwoStreamBatchSampler
 from dataloaders.sources import Source, open_source
 from methods.base import Forward, Method, StepOutput
-from networks import DEFAULT_NET, build_network
+from networks import DEFAULT_DROPOUT, DEFAULT_NET, build_network
 from training import distributed
 from training.checkpoint import all_finite, check_networks, restore_training_state, training_state
 from training.config import Config, resolve_flags
 from training.options import (
+    dropout_of,
     split_labelled,
     training_parser,
 )
@@ -53,13 +54,14 @@ STATE_FILE = "state_latest.pth"  # the full training state, for --resume
 
 RESUME_MUST_MATCH = ("root_path", "labelnum", "batch_size", "labeled_bs", "patch_size", "seed", "num_classes",
                      "labeled_list", "center_crop", "resize", "normalization", "augment", "net", "dice", "letterbox",
-                     "oversample_foreground")  # fmt: skip
+                     "oversample_foreground", "dropout_rate", "dropout_where", "dropout_kind")  # fmt: skip
 
 
 # Flags added after states were first saved: an older state ran with these values.
 RESUME_DEFAULTS = {"num_classes": 2, "labeled_list": "", "center_crop": None, "resize": None, "normalization": "zscore",
                    "augment": "rot_flip", "net": "vnet", "dice": "vnet", "letterbox": None,
-                   "oversample_foreground": 0.0}  # fmt: skip
+                   "oversample_foreground": 0.0, "dropout_rate": DEFAULT_DROPOUT.rate,
+                   "dropout_where": DEFAULT_DROPOUT.where, "dropout_kind": DEFAULT_DROPOUT.kind}  # fmt: skip
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -236,7 +238,7 @@ def build_method(args: argparse.Namespace, method_class: type[Method], device: t
     dimensionality), all in training mode."""
 
     def new_network() -> nn.Module:
-        return build_network(args.net, args.num_classes, len(args.patch_size)).to(device)
+        return build_network(args.net, args.num_classes, len(args.patch_size), dropout=dropout_of(args)).to(device)
 
     method = method_class(args, new_network)
     for net in method.trained.values():

@@ -11,8 +11,8 @@ from dataloaders.augmentations import AUGMENTATIONS
 from dataloaders.flags import add_data_flags
 from dataloaders.sources import Source
 from methods.base import Method
-from networks import DEFAULT_NET, NETWORKS
-from networks.vnet import SIDE_MULTIPLE
+from networks import DEFAULT_DROPOUT, DEFAULT_NET, NETWORKS, DropoutSpec
+from networks.vnet import DROPOUT_KINDS, DROPOUT_WHERE, SIDE_MULTIPLE
 from utils.cli import DEVICE_HELP, Parser, default_device
 from utils.errors import DataError
 from utils.losses import DICE_LOSSES
@@ -97,6 +97,7 @@ def training_parser(description: str, exp: str, method: type[Method]) -> argpars
         default=DEFAULT_NET,
         help="the network (networks/): vnet, the UA-MT V-Net (2D or 3D as the data); unet, a 2D U-Net",
     )
+    add_dropout_flags(p)
     p.add_argument("--save_every", type=int, default=1000, help="checkpoint every N iterations (and at the end)")
     p.add_argument("--device", default=default_device(), help=DEVICE_HELP)
     p.add_argument("--num_workers", type=int, default=2, help="data loader processes (0: load in the main one)")
@@ -113,6 +114,39 @@ def training_parser(description: str, exp: str, method: type[Method]) -> argpars
     return p
 
 
+def add_dropout_flags(p: argparse.ArgumentParser) -> None:
+    """The V-Net's Monte-Carlo dropout (networks/vnet.py DropoutSpec); run.json records them, and test_LA.py,
+    predict.py and tools/mc_check.py rebuild the same network from it (a run.json without them: the defaults)."""
+    d = DEFAULT_DROPOUT
+    p.add_argument(
+        "--dropout_rate",
+        type=float,
+        default=d.rate,
+        help="V-Net: the dropout probability, in (0, 1)",
+    )
+    p.add_argument(
+        "--dropout_where",
+        choices=DROPOUT_WHERE,
+        default=d.where,
+        help="V-Net: where dropout acts: after the bottleneck (block_five), after the last decoder block (block_nine, "
+        "the output convolution's input), or both (the release's)",
+    )
+    p.add_argument(
+        "--dropout_kind",
+        choices=DROPOUT_KINDS,
+        default=d.kind,
+        help="V-Net: channel (Dropout2d/3d: whole feature maps, the release's) or element (nn.Dropout: each value)",
+    )
+
+
+def dropout_of(args: argparse.Namespace) -> DropoutSpec:
+    """The run's DropoutSpec from its flags (DataError for an impossible one)."""
+    try:
+        return DropoutSpec.from_settings(vars(args))
+    except ValueError as error:
+        raise DataError(f"--dropout_*: {error}") from error
+
+
 def check_args(args: argparse.Namespace, method: type[Method]) -> None:
     """Refuse flag combinations that cannot train, before anything is read or written."""
     if len(args.patch_size) not in (2, 3):
@@ -126,6 +160,9 @@ def check_args(args: argparse.Namespace, method: type[Method]) -> None:
     if len(args.patch_size) not in supported:
         kind = "images (2D)" if supported == (2,) else "volumes (3D)"
         raise DataError(f"--net {args.net} is for {kind}, and this data is {len(args.patch_size)}D: use --net vnet")
+    if dropout_of(args) != DEFAULT_DROPOUT and args.net != "vnet":
+        raise DataError(f"--dropout_rate/--dropout_where/--dropout_kind choose the V-Net's dropout; --net {args.net} "
+                        "has its own (leave them at their defaults)")  # fmt: skip
     semi = method.semi_supervised
     if semi and not 0 < args.labeled_bs < args.batch_size:
         raise DataError(
