@@ -202,6 +202,8 @@ GROUPS = {
     "supervised_s8000:70": Group("supervised", 70, variant="s8000"),
     "supervised_batchdice:367": Group("supervised", 367, ("--dice", "batch")),
     "supervised_batchdice:70": Group("supervised", 70, ("--dice", "batch")),
+    "supervised_s8000_batchdice:367": Group("supervised", 367, ("--dice", "batch"), variant="s8000"),
+    "supervised_s8000_batchdice:70": Group("supervised", 70, ("--dice", "batch"), variant="s8000"),
 }
 DEFAULT_GROUPS = list(GROUPS)[:8]
 CONFIG_GROUPS = {"hc18": ["supervised:160", "uamt_unlabel:16", "supervised:16", "bcp:16", "uamt_unlabel_bnsplit:16"],
@@ -261,6 +263,9 @@ SCHEDULE_FLAGS = {
 DISPLAY_NAMES = {
     "supervised": "V-Net (supervised)",
     "supervised_unet": "U-Net (supervised)",
+    "supervised_s8000": "V-Net (supervised), 8000 iterations",
+    "supervised_batchdice": "V-Net (supervised), batch Dice",
+    "supervised_s8000_batchdice": "V-Net (supervised), 8000 iterations, batch Dice",
     "uamt": "UA-MT, consistency on all items",
     "uamt_nomask": "MT (mask off), all items",
     "uamt_unlabel": "UA-MT, consistency on unlabelled items",
