@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from benchmarks.gpu_paper_row import leading_that_fit
+from tools.gpu_paper_row import leading_that_fit
 from conftest import REPO
 
 from utils.precision import resolve_precision
