@@ -84,3 +84,22 @@ def train_test_predict(script: str, root, model_dir, exp: str, *flags, iteration
                            "--split", "test", "--device", "cpu", "--mc_passes", "2", cwd=model_dir)  # fmt: skip
     assert predicted.returncode == 0, predicted.stderr
     return run
+
+
+def oracle_test_args(monkeypatch, root: Path, model_dir: Path, oracle: dict, *flags: str):
+    """test_LA.py's arguments for a run "o" whose network is an oracle: evaluation.testing's sliding windows return
+    `oracle[image.tobytes()]` (class probabilities on the network's grid) for each image; a V-Net's weights stand in
+    for the checkpoint. `flags` end the command line."""
+    import torch
+
+    from evaluation import testing
+    from networks.vnet import VNet
+
+    monkeypatch.setattr(testing, "sliding_window_probability", lambda net, image, *a: torch.from_numpy(
+        oracle[image.tobytes()]))  # fmt: skip
+    (model_dir / "o").mkdir(parents=True)
+    torch.save(VNet(dimensions=2).state_dict(), model_dir / "o" / "iter_1.pth")
+    return testing.testing_parser().parse_args(
+        ["--root_path", str(root), "--model_dir", str(model_dir), "--model", "o", "--iteration", "1",
+         "--patch_size", "32", "32", "--device", "cpu", *flags]
+    )  # fmt: skip

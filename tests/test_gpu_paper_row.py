@@ -8,9 +8,9 @@ import subprocess
 import sys
 
 import pytest
-from tools.gpu_paper_row import leading_that_fit
 from conftest import REPO
 
+from tools.gpu_paper_row import leading_that_fit
 from utils.precision import resolve_precision
 
 TOY_PATCH = [48, 32, 32]

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-import torch
+from conftest import oracle_test_args
 from medpy.metric import binary
 from PIL import Image
 from scipy import ndimage
@@ -18,7 +18,6 @@ from dataloaders.synthetic_echo import make_synthetic_echo
 from evaluation.lesions import DETECTION_COLUMNS, detection_summary, lesion_counts
 from evaluation.metrics import METRICS, case_metrics
 from evaluation.results import CLEAN_FRAMES_NOTE, group_runs, load_run, results_table
-from networks.vnet import VNet
 
 
 def counts(reference_empty, prediction_empty, reference, found, predicted, false):
@@ -214,14 +213,7 @@ def test_test_la_writes_the_detection_columns_and_the_clean_frames_summary(tmp_p
         oracle[image.tobytes()] = np.stack([1 - foreground, foreground])
     for case_id in (clean_right, clean_false_alarm):
         Image.fromarray(np.zeros((48, 56), np.uint8)).save(root / "masks" / f"{case_id}.png")
-    monkeypatch.setattr(testing, "sliding_window_probability", lambda net, image, *a: torch.from_numpy(
-        oracle[image.tobytes()]))  # fmt: skip
-    (tmp_path / "model" / "o").mkdir(parents=True)
-    torch.save(VNet(dimensions=2).state_dict(), tmp_path / "model" / "o" / "iter_1.pth")
-    args = testing.testing_parser().parse_args(
-        ["--root_path", str(root), "--model_dir", str(tmp_path / "model"), "--model", "o", "--iteration", "1",
-         "--patch_size", "32", "32", "--device", "cpu", "--save_nifti", "0"]
-    )  # fmt: skip
+    args = oracle_test_args(monkeypatch, root, tmp_path / "model", oracle, "--save_nifti", "0")
     testing.evaluate(args)
     out = tmp_path / "model" / "o" / "test_iter_1"
     with open(out / "metrics.csv") as f:

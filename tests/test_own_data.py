@@ -8,7 +8,7 @@ import math
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
+from conftest import oracle_test_args
 from medpy.metric import binary
 from PIL import Image
 from scipy import ndimage
@@ -19,7 +19,6 @@ from dataloaders.sources import ImageFolderSource
 from dataloaders.synthetic import make_synthetic_nifti
 from dataloaders.synthetic_echo import echo_frame, make_synthetic_echo
 from evaluation.metrics import case_metrics
-from networks.vnet import VNet
 
 FAST = ["--max_iterations", "3", "--save_every", "3", "--num_workers", "0", "--device", "cpu"]
 
@@ -123,14 +122,7 @@ def test_2d_metrics_are_computed_on_each_frames_original_grid(tmp_path, monkeypa
         image, label = source.read(case_id)
         foreground = ndimage.gaussian_filter(label.astype(np.float32), 1.0)
         oracle[image.tobytes()] = np.stack([1 - foreground, foreground])
-    monkeypatch.setattr(testing, "sliding_window_probability", lambda net, image, *a: torch.from_numpy(
-        oracle[image.tobytes()]))  # fmt: skip
-    (tmp_path / "model" / "o").mkdir(parents=True)
-    torch.save(VNet(dimensions=2).state_dict(), tmp_path / "model" / "o" / "iter_1.pth")
-    args = testing.testing_parser().parse_args(
-        ["--root_path", str(root), "--model_dir", str(tmp_path / "model"), "--model", "o", "--iteration", "1",
-         "--patch_size", "32", "32", "--device", "cpu", *geometry]
-    )  # fmt: skip
+    args = oracle_test_args(monkeypatch, root, tmp_path / "model", oracle, *geometry)
     testing.evaluate(args)
     rows = metrics(tmp_path / "model" / "o" / "test_iter_1" / "metrics.csv")[:-1]
     assert [r["case"] for r in rows] == ["frame_002", "frame_003", "frame_004"]

@@ -19,6 +19,7 @@ import random
 import re
 from pathlib import Path
 
+from benchmarks.validation_root import write_validation_root
 from training.options import case_groups, read_id_list
 
 REPO = Path(__file__).resolve().parents[2]
@@ -103,16 +104,7 @@ def list_text(what: str, chosen: list[str], ids: list[str], origin: str, fractio
 
 def build_root(source: Path, out: Path, train: list[str], validation: list[str]) -> None:
     """`out`/images, masks: links to `source`'s frames of train.list; train.list, test.list (the validation)."""
-    for folder in ("images", "masks"):
-        (out / folder).mkdir(parents=True, exist_ok=True)
-        for case_id in train + validation:
-            target = source / folder / f"{case_id}.png"
-            link = out / folder / target.name
-            if link.is_symlink() or link.exists():
-                link.unlink()
-            link.symlink_to(target.resolve())
-    (out / "train.list").write_text("".join(f"{i}\n" for i in train))
-    (out / "test.list").write_text("".join(f"{i}\n" for i in validation))
+    write_validation_root(source, out, train + validation, train, validation, lambda folder, i: folder / f"{i}.png")
 
 
 def main() -> None:

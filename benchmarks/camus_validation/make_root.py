@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from benchmarks.validation_root import write_validation_root
 from training.options import case_groups, parse_id_list, read_id_list
 
 REPO = Path(__file__).resolve().parents[2]
@@ -71,20 +72,7 @@ def build_validation_root(
         raise SystemExit(f"error: --validation_patients {validation_patients}: train.list has {len(names)} patients")
     train = [i for p in names[:-validation_patients] for i in by_patient[p]]
     validation = [i for p in names[-validation_patients:] for i in by_patient[p]]
-    for folder in ("images", "masks"):
-        (out / folder).mkdir(parents=True, exist_ok=True)
-        for case_id in ids:
-            target = _frame_file(source / folder, case_id)
-            if target is None:
-                if folder == "images":
-                    raise SystemExit(f"error: {source / 'images'}: no image for {case_id}")
-                continue  # an unlabelled frame
-            link = out / folder / target.name
-            if link.is_symlink() or link.exists():
-                link.unlink()
-            link.symlink_to(target.resolve())
-    (out / "train.list").write_text("".join(f"{i}\n" for i in train))
-    (out / "test.list").write_text("".join(f"{i}\n" for i in validation))
+    write_validation_root(source, out, ids, train, validation, _frame_file)
     return train, validation
 
 
