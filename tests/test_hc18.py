@@ -61,7 +61,9 @@ def test_unknown_augmentation_is_refused():
 
 
 def test_augment_defaults_and_resume_guard():
-    assert training.DEFAULT_AUGMENT[3] == "rot_flip"  # LA and volumes: the release's, unchanged
+    from training.options import DEFAULT_AUGMENT
+
+    assert DEFAULT_AUGMENT[3] == "rot_flip"  # LA and volumes: the release's, unchanged
     assert "augment" in training.RESUME_MUST_MATCH and training.RESUME_DEFAULTS["augment"] == "rot_flip"
 
 
