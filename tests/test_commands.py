@@ -23,6 +23,7 @@ def quoted_commands() -> list[tuple[str, str]]:
     found = []
     for doc in DOCS:
         text = (REPO / doc).read_text().replace("\\\n", " ")
+        text = re.sub(r"python3\s+(-m\s+)?", lambda m: "python3 " + ("-m " if m.group(1) else ""), text)  # prose wraps
         for match in COMMAND.finditer(text):
             rest = text[match.end() :]
             # in prose a `command` ends at its closing backtick, whatever lines it wraps over
@@ -50,6 +51,8 @@ def test_quoted_command_names_something_that_runs(doc, command):
         assert importlib.util.find_spec(module) is not None, f"{doc}: {command}"
     elif not target.startswith("../"):  # ../shared: the data's own scripts, outside the repository
         assert (REPO / target).is_file(), f"{doc}: {command}"
+        # tools/ and benchmarks/ import from the repository root: run by path they would not find it
+        assert not target.startswith(("tools/", "benchmarks/")), f"{doc}: {command}: run it as python3 -m"
     if target == "-m tools.run_table":
         words = [w for w in shlex.split(command.split("tools.run_table", 1)[1]) if not w.startswith("...")]
         words = [w for w in words if not re.fullmatch(r"<\w+>|S|G|\.\.\.", w)]  # placeholders of prose
