@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 
 from evaluation.metrics import summarize
+from evaluation.postprocess import apply_min_lesion
 from utils.components import components
 
 DETECTION_COLUMNS = ("reference_empty", "prediction_empty", "lesions_reference", "lesions_found", "lesions_predicted",
@@ -34,9 +35,7 @@ def lesion_counts(prediction: np.ndarray, truth: np.ndarray, min_lesion: int = 1
     predicted component overlaps), lesions_predicted (components of the prediction, none when it is empty) and
     lesions_false (predicted components overlapping no reference lesion)."""
     truth = truth.astype(bool)
-    prediction = prediction.astype(bool)
-    if prediction.sum() < min_lesion:  # the frame is called negative: nothing it predicts counts as a lesion
-        prediction = np.zeros_like(prediction)
+    prediction = apply_min_lesion(prediction.astype(bool), min_lesion)  # a frame called negative predicts nothing
     reference, n_reference = components(truth)
     predicted, n_predicted = components(prediction)
     overlap = prediction & truth

@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 from torch import nn
 
+from utils.components import components
 from utils.losses import predictive_entropy
 
 ProbabilityFn = Callable[[nn.Module, np.ndarray], torch.Tensor]  # (net, image) -> softmax (C, *spatial)
@@ -158,8 +159,8 @@ def frame_summary(
     mm² (else ""); the mean of the uncertainty map over the predicted lesion ("" without a lesion or a map)."""
     lesion = prediction > 0
     area = int(np.count_nonzero(lesion))
-    _, components = ndimage.label(lesion, structure=np.ones((3, 3), dtype=bool))
+    _, lesions = components(lesion)  # 8-connected, as the detection columns count them
     mm2 = "" if spacing is None else round(area * float(spacing[0]) * float(spacing[1]), 6)
     mean_u = "" if uncertainty is None or not area else round(float(uncertainty[lesion].mean()), 6)
-    return {"case": case_id, "lesion_present": "yes" if area else "no", "lesions": int(components),
+    return {"case": case_id, "lesion_present": "yes" if area else "no", "lesions": int(lesions),
             "area_px": area, "area_mm2": mm2, "mean_uncertainty_in_lesion": mean_u}  # fmt: skip
