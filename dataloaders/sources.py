@@ -13,7 +13,7 @@ named in test.list, and `test` every case of imagesTs/ (none for 2D).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import nibabel as nib
@@ -202,13 +202,8 @@ class NiftiSource(Source):
             ids = list(_nifti_ids(self.root / ("imagesTr" if split == "train" else "imagesTs")))
             if split == "train":
                 ids = _without_test_cases(self.root, ids)
-        missing = [i for i in ids if i not in self.images]
-        if missing:
-            raise DataError(
-                f"{self.root / 'imagesTr'}: no image for the listed ID {missing[0]}; expected "
-                f"imagesTr/{missing[0]}{NIFTI_SUFFIX} (or {missing[0]}{NNUNET_CHANNEL}{NIFTI_SUFFIX})"
-            )
-        return ids
+        return _with_images(ids, self.images, self.root / "imagesTr",
+                            lambda i: f"imagesTr/{i}{NIFTI_SUFFIX} (or {i}{NNUNET_CHANNEL}{NIFTI_SUFFIX})")  # fmt: skip
 
     def list_origin(self, split: str) -> str:
         if (self.root / f"{split}.list").is_file():
@@ -282,6 +277,14 @@ def _without_test_cases(root: Path, ids: list[str]) -> list[str]:
         return ids
     test = set(read_list(root, "test"))
     return [i for i in ids if i not in test]
+
+
+def _with_images(ids: list[str], images: Mapping[str, Path], folder: Path, expected: Callable[[str], str]) -> list[str]:
+    """`ids` when each has an image; else the DataError that names the first without one and where it was expected."""
+    missing = [i for i in ids if i not in images]
+    if missing:
+        raise DataError(f"{folder}: no image for the listed ID {missing[0]}; expected {expected(missing[0])}")
+    return ids
 
 
 def _find(folder: Path, case_id: str, suffixes: Sequence[str]) -> Path | None:
@@ -375,13 +378,8 @@ class ImageFolderSource(Source):
             ids = read_list(self.root, split)
         else:
             ids = _without_test_cases(self.root, list(self.images)) if split == "train" else []
-        missing = [i for i in ids if i not in self.images]
-        if missing:
-            raise DataError(
-                f"{self.root / 'images'}: no image for the listed ID {missing[0]}; expected images/{missing[0]}.png "
-                f"(or {', '.join(IMAGE_SUFFIXES[1:])})"
-            )
-        return ids
+        return _with_images(ids, self.images, self.root / "images",
+                            lambda i: f"images/{i}.png (or {', '.join(IMAGE_SUFFIXES[1:])})")  # fmt: skip
 
     def list_origin(self, split: str) -> str:
         if (self.root / f"{split}.list").is_file():
