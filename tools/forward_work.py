@@ -60,6 +60,19 @@ def matmul_gflops(device: str, size: int = 2048, repeats: int = 10, dtype: torch
     return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
+def print_against_floor(work: float, seconds: float, unit: str, device: str, precision: str) -> float:
+    """Print the rate that `work` FLOP in `seconds` per `unit` achieves and the floor a matrix product of the same
+    precision sets here; return that product's GFLOP/s."""
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
+    floor = matmul_gflops(device, dtype=dtype)
+    print(
+        f"work {work / 1e12:.2f} TFLOP per {unit}: {work / seconds / 1e9:.0f} GFLOP/s achieved; a "
+        f"{str(dtype)[6:]} matrix product runs at {floor:.0f} GFLOP/s here, "
+        f"a floor of {work / floor / 1e9:.1f} s per {unit}"
+    )
+    return floor
+
+
 def write_figures(path: str, times: list[float], median: float, **fields: object) -> None:
     """A benchmark's figures as JSON (tools/time_precision.py reads them): the timed runs' median, min, max and
     count, then the given fields (peak RSS, precision, matmul rate, work, ...)."""

@@ -23,7 +23,7 @@ import torch
 
 from evaluation.windows import sliding_window_probability, whole_volume_probability, window_starts
 from networks.vnet import VNet
-from tools.forward_work import forward_flop, matmul_gflops, write_figures
+from tools.forward_work import forward_flop, print_against_floor, write_figures
 from utils.cli import (
     Parser,
     run_guarded,
@@ -82,18 +82,12 @@ def main() -> None:
         work = windows * forward_flop(args.patch_size)
         what = f"{windows} windows at stride {args.stride_xy}/{args.stride_z}"
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
-    floor = matmul_gflops(args.device, dtype=dtype)
     print(
         f"shape {tuple(args.shape)}, {what}, device={args.device} allocator={args.cpu_allocator} "
         f"precision={precision}: median {per_case:.2f} s per case (min {min(times):.2f}, max {max(times):.2f}, "
         f"n={len(times)}); peak RSS {peak_gib:.2f} GiB"
     )
-    print(
-        f"work {work / 1e12:.2f} TFLOP per case: {work / per_case / 1e9:.0f} GFLOP/s achieved; a "
-        f"{str(dtype)[6:]} matrix product runs at {floor:.0f} GFLOP/s here, "
-        f"a floor of {work / floor / 1e9:.1f} s per case"
-    )
+    floor = print_against_floor(work, per_case, "case", args.device, precision)
     if args.json:
         write_figures(args.json, times, per_case, peak_rss_gib=peak_gib, precision=precision, matmul_gflops=floor,
                       tflop=work / 1e12, windows=1 if args.whole_volume else windows)  # fmt: skip

@@ -19,11 +19,9 @@ import statistics
 import tempfile
 from pathlib import Path
 
-import torch
-
 from dataloaders.synthetic import make_synthetic_la
 from methods import METHODS
-from tools.forward_work import forward_equivalents, forward_flop, matmul_gflops, write_figures
+from tools.forward_work import forward_equivalents, forward_flop, print_against_floor, write_figures
 from training.loop import train
 from training.options import training_parser
 from utils.cli import Parser
@@ -67,13 +65,7 @@ def main() -> None:
         f"precision={precision}: median {median:.2f} s per iteration (min {min(times):.2f}, max {max(times):.2f}, "
         f"n={len(times)}); peak RSS {peak_gib:.2f} GiB"
     )
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
-    floor = matmul_gflops(args.device, dtype=dtype)
-    print(
-        f"work {work / 1e12:.2f} TFLOP per iteration: {work / median / 1e9:.0f} GFLOP/s achieved; a "
-        f"{str(dtype)[6:]} matrix product runs at {floor:.0f} GFLOP/s here, "
-        f"a floor of {work / floor / 1e9:.1f} s per iteration"
-    )
+    floor = print_against_floor(work, median, "iteration", args.device, precision)
     if args.json:
         write_figures(args.json, times, median, peak_rss_gib=peak_gib, precision=precision, matmul_gflops=floor,
                       tflop=work / 1e12)  # fmt: skip
