@@ -56,6 +56,12 @@ def test_stage_1_screens_then_decides_on_three_seeds_with_the_margin_and_specifi
     assert decide.stage_geometry(decide.Results(tmp_path / "2", tmp_path / "none")) == "a"  # within 0.01: specificity
     screen(tmp_path / "3", 0.64, 0.66, 0.50, full=[("a", 0.64, 2), ("b", 0.66, 1)])
     assert decide.stage_geometry(decide.Results(tmp_path / "3", tmp_path / "none")) == "b"  # 0.02 > margin
+    # Amendment 2: B before C before A. A 0.008 over B with the same specificity: within the margin, B stays.
+    screen(tmp_path / "4", 0.658, 0.65, 0.50, full=[("a", 0.658, 2), ("b", 0.65, 2)])
+    assert decide.stage_geometry(decide.Results(tmp_path / "4", tmp_path / "none")) == "b"
+    # A 0.015 over B: more than the margin, A replaces it.
+    screen(tmp_path / "5", 0.665, 0.65, 0.50, full=[("a", 0.665, 2), ("b", 0.65, 2)])
+    assert decide.stage_geometry(decide.Results(tmp_path / "5", tmp_path / "none")) == "a"
 
 
 def test_preferred_keeps_the_earlier_candidate_on_a_tie():
