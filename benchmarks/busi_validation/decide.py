@@ -118,12 +118,15 @@ def preferred(candidates: list[tuple[str, Figures]]) -> str:
 def stage_geometry(results: Results) -> str | None:
     """Stage 1: the seed-1337 screen of A, B, C, then three seeds of the best and of those within SCREEN_WINDOW."""
     screen = {g: results.row(g, "supervised:70", SEEDS[:1]) for g in GEOMETRIES}
-    for g in GEOMETRIES:
-        results.row(g, "supervised:367", SEEDS[:1])
+    for g in GEOMETRIES:  # what the screen has so far, the floor's stand-in beside it
+        for group, found in (
+            ("supervised:70", screen[g]),
+            ("supervised:367", results.row(g, "supervised:367", SEEDS[:1])),
+        ):
+            if found is not None:
+                print(found.line(f"stage 1 screen {g.upper()} {group}"))
     if any(f is None for f in screen.values()):
         return None
-    for g, f in screen.items():
-        print(f.line(f"stage 1 screen {g.upper()} supervised:70"))
     best = max(f.criterion for f in screen.values())
     contenders = [g for g in GEOMETRIES if screen[g].criterion >= best - SCREEN_WINDOW]
     full = {g: results.row(g, "supervised:70", SEEDS) for g in contenders}
